@@ -1,0 +1,48 @@
+"""The Rust core (built by maturin). Private: use RedisKVStorage / BlockingRedisKVStorage."""
+
+from typing import Any, Iterable, Optional
+
+__version__: str
+
+class Store:
+    """One namespace of JSON records in Redis.
+
+    With ``blocking=False`` every operation returns an asyncio future of the running
+    loop; with ``blocking=True`` it returns the result, waiting with the GIL released.
+    The constructor resolves and validates settings (raising ``ConfigError``) and does
+    no I/O.
+    """
+
+    def __init__(
+        self,
+        namespace: str,
+        global_config: Optional[dict[str, Any]] = None,
+        settings: Optional[dict[str, Any]] = None,
+        blocking: bool = False,
+    ) -> None: ...
+    @property
+    def blocking(self) -> bool: ...
+    def get(self, id: str) -> Any:
+        """The record ``id`` or None."""
+    def get_many(self, ids: Iterable[str], fields: Optional[Iterable[str]] = None) -> Any:
+        """Records aligned with ``ids``; with ``fields``, projected (falsy -> None)."""
+    def missing(self, ids: Iterable[str]) -> Any:
+        """The set of ``ids`` that are not stored."""
+    def put(self, data: dict[str, Any]) -> Any:
+        """Writes every record whole, all or nothing; encodes all before sending."""
+    def delete(self, id: str) -> Any:
+        """Removes ``id``; True if it existed."""
+    def ids(self) -> Any:
+        """Every id of the namespace."""
+    def clear(self) -> Any:
+        """Removes every record of the namespace; the count removed."""
+    def ping(self) -> Any:
+        """One round trip to the server."""
+    def close(self) -> None:
+        """Lets go of the shared connection."""
+    def key(self, id: str) -> bytes:
+        """The Redis key of record ``id``."""
+    def as_blocking(self) -> "Store":
+        """The same store, with blocking calls."""
+    def describe(self) -> dict[str, Any]:
+        """The resolved settings without secrets."""

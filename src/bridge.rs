@@ -1,0 +1,298 @@
+//! Hands results from tokio to asyncio without making tokio threads take the GIL.
+//!
+//! The naive path (one `future_into_py` per call) has every finishing tokio task take
+//! the GIL and call `call_soon_threadsafe`: measured here it is slower than redis-py.
+//! Instead each event loop gets one bridge: a queue of finished calls plus an eventfd
+//! registered with `loop.add_reader`. A tokio task pushes `(future, completion)` and
+//! writes the eventfd only when the queue goes from empty to non-empty; the reader
+//! callback, on the loop thread with the GIL, reads the eventfd first, then swaps the
+//! whole queue out and resolves every future in one pass, building the Python results
+//! (JSON decoding included) right there. Loops without `add_reader` (and platforms
+//! without eventfd) get the same queue, woken by `call_soon_threadsafe` once per batch.
+//!
+//! Cancelling a Python future only marks it: the Redis reply is still read and then
+//! dropped, so a reply can never reach the wrong caller.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use pyo3::exceptions::{PyNotImplementedError, PyRuntimeError};
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyWeakrefMethods, PyWeakrefReference};
+
+use crate::runtime;
+
+/// Builds a call's Python result, on the loop thread, with the GIL.
+pub type Completion = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
+
+/// Spawns `work` on tokio and returns an asyncio future of the running loop that
+/// resolves to `convert(result)`.
+pub fn spawn<W, T, C>(py: Python<'_>, work: W, convert: C) -> PyResult<Py<PyAny>>
+where
+    W: Future<Output = crate::errors::Result<T>> + Send + 'static,
+    T: Send + 'static,
+    C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    let event_loop = running_loop(py)?;
+    let bridge = bridge_for(py, &event_loop)?;
+    let future = event_loop.call_method0(intern!(py, "create_future"))?.unbind();
+    let handle = future.clone_ref(py);
+    runtime::runtime().spawn(async move {
+        let completion: Completion = match CatchUnwind(work).await {
+            Ok(Ok(value)) => Box::new(move |py| convert(py, value)),
+            Ok(Err(err)) => Box::new(move |_| Err(err.into())),
+            Err(()) => Box::new(|_| Err(PyRuntimeError::new_err("internal error: a Redis task panicked"))),
+        };
+        bridge.push(handle, completion);
+    });
+    Ok(future)
+}
+
+/// Runs `work` to completion on the runtime, with the GIL released while waiting.
+pub fn block_on<W, T>(py: Python<'_>, work: W) -> crate::errors::Result<T>
+where
+    W: Future<Output = crate::errors::Result<T>> + Send,
+    T: Send,
+{
+    let rt = runtime::runtime();
+    py.detach(|| rt.block_on(work))
+}
+
+fn running_loop<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+    GET_RUNNING_LOOP
+        .import(py, "asyncio", "get_running_loop")?
+        .call0()
+}
+
+struct Bridge {
+    queue: Mutex<Vec<(Py<PyAny>, Completion)>>,
+    wake: Wake,
+}
+
+enum Wake {
+    /// Linux: an eventfd the loop watches with `add_reader`.
+    #[cfg(target_os = "linux")]
+    EventFd(std::os::fd::OwnedFd),
+    /// Elsewhere: `loop.call_soon_threadsafe`, called once per batch.
+    Threadsafe(Py<PyAny>),
+}
+
+impl Bridge {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<(Py<PyAny>, Completion)>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Called by tokio tasks; takes the GIL only in the `Threadsafe` mode.
+    fn push(self: &Arc<Self>, future: Py<PyAny>, completion: Completion) {
+        let was_empty = {
+            let mut queue = self.queue();
+            let was_empty = queue.is_empty();
+            queue.push((future, completion));
+            was_empty
+        };
+        if was_empty {
+            self.wake();
+        }
+    }
+
+    fn wake(self: &Arc<Self>) {
+        match &self.wake {
+            #[cfg(target_os = "linux")]
+            Wake::EventFd(fd) => {
+                use std::os::fd::AsRawFd;
+                let one: u64 = 1;
+                // SAFETY: writes 8 bytes from a valid u64 to an eventfd we own. It cannot
+                // block (non-blocking) and an overflowing counter is still "readable".
+                unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+            }
+            Wake::Threadsafe(call_soon_threadsafe) => Python::attach(|py| {
+                let drain = Drain {
+                    bridge: self.clone(),
+                };
+                if let Err(err) = Py::new(py, drain)
+                    .and_then(|drain| call_soon_threadsafe.call1(py, (drain,)))
+                {
+                    // The loop is closed: nobody is waiting for these results any more.
+                    log::debug!("cannot wake a closed event loop: {err}");
+                }
+            }),
+        }
+    }
+
+    /// On the loop thread: resolves every finished call.
+    fn drain(&self, py: Python<'_>) {
+        #[cfg(target_os = "linux")]
+        if let Wake::EventFd(fd) = &self.wake {
+            use std::os::fd::AsRawFd;
+            let mut counter: u64 = 0;
+            // SAFETY: reads 8 bytes into a valid u64 from an eventfd we own; EAGAIN
+            // (already drained) is fine. Reading FIRST means a push that lands after
+            // the swap below always writes again, so no wake-up is lost.
+            unsafe { libc::read(fd.as_raw_fd(), (&mut counter as *mut u64).cast(), 8) };
+        }
+        let finished = std::mem::take(&mut *self.queue());
+        for (future, completion) in finished {
+            // Each call in its own error scope: one failure never strands the rest.
+            let outcome = catch_unwind(AssertUnwindSafe(|| completion(py))).unwrap_or_else(|_| {
+                Err(PyRuntimeError::new_err("internal error: building a result panicked"))
+            });
+            resolve(py, future.bind(py), outcome);
+        }
+    }
+}
+
+fn resolve(py: Python<'_>, future: &Bound<'_, PyAny>, outcome: PyResult<Py<PyAny>>) {
+    let done = match outcome {
+        Ok(value) => future.call_method1(intern!(py, "set_result"), (value,)),
+        Err(err) => future.call_method1(intern!(py, "set_exception"), (err.into_value(py),)),
+    };
+    // Fails only for a future the caller cancelled (InvalidStateError): drop the result.
+    if let Err(err) = done {
+        log::debug!("result for a cancelled call dropped: {err}");
+    }
+}
+
+/// The reader callback (or `call_soon_threadsafe` callback) of a bridge. It owns the
+/// bridge, so the eventfd stays open as long as the loop watches it.
+#[pyclass(frozen, module = "nano_graphrag_redis._core")]
+struct Drain {
+    bridge: Arc<Bridge>,
+}
+
+#[pymethods]
+impl Drain {
+    fn __call__(&self, py: Python<'_>) {
+        self.bridge.drain(py);
+    }
+}
+
+struct Entry {
+    event_loop: Py<PyWeakrefReference>,
+    bridge: Arc<Bridge>,
+}
+
+type Registry = HashMap<usize, Entry>;
+static BRIDGES: Mutex<Option<(u64, Registry)>> = Mutex::new(None);
+
+fn registry() -> std::sync::MutexGuard<'static, Option<(u64, Registry)>> {
+    BRIDGES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The bridge of `event_loop`, created on its first call. The registry lock is never
+/// held across a Python call (one could run a finalizer that needs it).
+fn bridge_for(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Bridge>> {
+    let key = event_loop.as_ptr() as usize;
+    let generation = runtime::generation();
+    {
+        let mut slot = registry();
+        if slot.as_ref().is_none_or(|(g, _)| *g != generation) {
+            // After fork: the parent's bridges belong to its loops and runtime.
+            if let Some(stale) = slot.take() {
+                std::mem::forget(stale);
+            }
+            *slot = Some((generation, HashMap::new()));
+        }
+        let bridges = &slot.as_ref().expect("set above").1;
+        if let Some(entry) = bridges.get(&key) {
+            if entry
+                .event_loop
+                .bind(py)
+                .upgrade()
+                .is_some_and(|l| l.is(event_loop))
+            {
+                return Ok(entry.bridge.clone());
+            }
+        }
+    }
+    sweep(py);
+    let bridge = new_bridge(py, event_loop)?;
+    let entry = Entry {
+        event_loop: PyWeakrefReference::new(event_loop)?.unbind(),
+        bridge: bridge.clone(),
+    };
+    if let Some((_, bridges)) = registry().as_mut() {
+        bridges.insert(key, entry);
+    }
+    Ok(bridge)
+}
+
+/// Forgets the bridges of loops that are closed or gone.
+fn sweep(py: Python<'_>) {
+    let candidates: Vec<(usize, Py<PyWeakrefReference>)> = match registry().as_ref() {
+        Some((_, bridges)) => bridges
+            .iter()
+            .map(|(k, e)| (*k, e.event_loop.clone_ref(py)))
+            .collect(),
+        None => return,
+    };
+    let stale: Vec<usize> = candidates
+        .into_iter()
+        .filter(|(_, weak)| match weak.bind(py).upgrade() {
+            None => true,
+            Some(l) => l
+                .call_method0(intern!(py, "is_closed"))
+                .and_then(|c| c.is_truthy())
+                .unwrap_or(true),
+        })
+        .map(|(k, _)| k)
+        .collect();
+    let removed: Vec<Entry> = match registry().as_mut() {
+        Some((_, bridges)) => stale.iter().filter_map(|k| bridges.remove(k)).collect(),
+        None => Vec::new(),
+    };
+    // Dropped here, outside the lock: may release Python objects.
+    drop(removed);
+}
+
+fn new_bridge(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Bridge>> {
+    #[cfg(target_os = "linux")]
+    if std::env::var_os("NANO_GRAPHRAG_REDIS_WAKE").is_none_or(|v| v != "threadsafe") {
+        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+        // SAFETY: plain syscall; the result is checked before use.
+        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if raw < 0 {
+            return Err(std::io::Error::last_os_error().into());
+        }
+        // SAFETY: `raw` is a fresh descriptor nobody else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        let raw = fd.as_raw_fd();
+        let bridge = Arc::new(Bridge {
+            queue: Mutex::new(Vec::new()),
+            wake: Wake::EventFd(fd),
+        });
+        let drain = Py::new(py, Drain { bridge: bridge.clone() })?;
+        match event_loop.call_method1(intern!(py, "add_reader"), (raw, drain)) {
+            Ok(_) => return Ok(bridge),
+            Err(err) if err.is_instance_of::<PyNotImplementedError>(py) => {}
+            Err(err) => return Err(err),
+        }
+    }
+    Ok(Arc::new(Bridge {
+        queue: Mutex::new(Vec::new()),
+        wake: Wake::Threadsafe(event_loop.getattr(intern!(py, "call_soon_threadsafe"))?.unbind()),
+    }))
+}
+
+/// Turns a panic inside `F` into `Err(())`, so the caller's future still resolves.
+struct CatchUnwind<F>(F);
+
+impl<F: Future> Future for CatchUnwind<F> {
+    type Output = Result<F::Output, ()>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // SAFETY: structural pinning of the only field; it is never moved out.
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Ready(value)) => Poll::Ready(Ok(value)),
+            Ok(Poll::Pending) => Poll::Pending,
+            Err(_) => Poll::Ready(Err(())),
+        }
+    }
+}

@@ -1,0 +1,446 @@
+//! JSON bytes -> Python objects, built directly while parsing (no intermediate tree).
+//!
+//! Accepts what `json.loads` accepts for UTF-8 input: strict JSON plus `NaN`,
+//! `Infinity` and `-Infinity`; ints of any size stay exact; duplicate keys keep the
+//! last value. With a projection, only the requested top-level keys are built; the
+//! other values are checked but never turned into Python objects.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyFloat, PyList, PyString};
+
+use super::MAX_DEPTH;
+
+/// Why stored bytes could not be decoded; the caller adds which key it was.
+#[derive(Debug)]
+pub enum DecodeError {
+    /// Not JSON (or not UTF-8); the message says what and where.
+    Invalid(String),
+    /// A `\uXXXX` escape for a lone surrogate: valid for Python, but not representable
+    /// as a Rust `str`. The caller hands such (rare) documents to Python's `json`.
+    LoneSurrogate,
+    /// A Python call failed while building objects (e.g. memory).
+    Python(PyErr),
+}
+
+type Result<T> = std::result::Result<T, DecodeError>;
+
+/// Top-level keys to keep when reading with `fields=...`.
+pub type Fields = HashSet<Box<str>>;
+
+/// Decodes one JSON document.
+pub fn decode<'py>(py: Python<'py>, bytes: &[u8]) -> Result<Bound<'py, PyAny>> {
+    let mut parser = Parser::new(py, bytes)?;
+    let value = parser.value(0)?;
+    parser.end()?;
+    Ok(value)
+}
+
+/// Decodes one JSON document keeping only `fields` of a top-level object.
+///
+/// Mirrors nano-graphrag's `JsonKVStorage.get_by_ids(ids, fields)`: a falsy stored
+/// value (`{}`, `[]`, `""`, `0`, `false`, `null`) gives `None`. A truthy value that is
+/// not an object cannot be projected and is returned whole.
+pub fn decode_projected<'py>(
+    py: Python<'py>,
+    bytes: &[u8],
+    fields: &Fields,
+) -> Result<Option<Bound<'py, PyAny>>> {
+    let mut parser = Parser::new(py, bytes)?;
+    parser.skip_ws();
+    if parser.peek() != Some(b'{') {
+        let value = parser.value(0)?;
+        parser.end()?;
+        let truthy = value.is_truthy().map_err(DecodeError::Python)?;
+        return Ok(truthy.then_some(value));
+    }
+    let (dict, was_empty) = parser.object(0, Some(fields))?;
+    parser.end()?;
+    Ok((!was_empty).then(|| dict.into_any()))
+}
+
+struct Parser<'py, 'a> {
+    py: Python<'py>,
+    text: &'a str,
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'py, 'a> Parser<'py, 'a> {
+    fn new(py: Python<'py>, bytes: &'a [u8]) -> Result<Self> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| DecodeError::Invalid(format!("not UTF-8: {e}")))?;
+        Ok(Parser {
+            py,
+            text,
+            bytes,
+            pos: 0,
+        })
+    }
+
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.pos).copied()
+    }
+
+    fn skip_ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn end(&mut self) -> Result<()> {
+        self.skip_ws();
+        if self.pos != self.bytes.len() {
+            return Err(self.invalid("extra data"));
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn invalid(&self, what: &str) -> DecodeError {
+        DecodeError::Invalid(format!("{what} at byte {}", self.pos))
+    }
+
+    fn expect(&mut self, literal: &[u8]) -> Result<()> {
+        if self.bytes[self.pos..].starts_with(literal) {
+            self.pos += literal.len();
+            Ok(())
+        } else {
+            Err(self.invalid("expecting value"))
+        }
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Bound<'py, PyAny>> {
+        self.skip_ws();
+        let py = self.py;
+        match self.peek() {
+            Some(b'"') => {
+                let s = self.string()?;
+                Ok(PyString::new(py, &s).into_any())
+            }
+            Some(b'{') => Ok(self.object(depth, None)?.0.into_any()),
+            Some(b'[') => self.array(depth),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            Some(b't') => self.expect(b"true").map(|_| true.into_pyobject(py).unwrap().to_owned().into_any()),
+            Some(b'f') => self.expect(b"false").map(|_| false.into_pyobject(py).unwrap().to_owned().into_any()),
+            Some(b'n') => self.expect(b"null").map(|_| py.None().into_bound(py)),
+            Some(b'N') => self.expect(b"NaN").map(|_| PyFloat::new(py, f64::NAN).into_any()),
+            Some(b'I') => self
+                .expect(b"Infinity")
+                .map(|_| PyFloat::new(py, f64::INFINITY).into_any()),
+            _ => Err(self.invalid("expecting value")),
+        }
+    }
+
+    /// Parses an object; with `keep`, only those keys are built. Returns the dict and
+    /// whether the JSON object itself was empty.
+    fn object(
+        &mut self,
+        depth: usize,
+        keep: Option<&Fields>,
+    ) -> Result<(Bound<'py, PyDict>, bool)> {
+        let depth = self.enter(depth)?;
+        self.pos += 1; // '{'
+        let dict = PyDict::new(self.py);
+        self.skip_ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok((dict, true));
+        }
+        loop {
+            self.skip_ws();
+            if self.peek() != Some(b'"') {
+                return Err(self.invalid("expecting property name in double quotes"));
+            }
+            let key = self.string()?;
+            self.skip_ws();
+            if self.peek() != Some(b':') {
+                return Err(self.invalid("expecting ':' delimiter"));
+            }
+            self.pos += 1;
+            if keep.is_some_and(|fields| !fields.contains(key.as_ref())) {
+                self.skip_value(depth)?;
+            } else {
+                let value = self.value(depth)?;
+                dict.set_item(PyString::new(self.py, &key), value)
+                    .map_err(DecodeError::Python)?;
+            }
+            self.skip_ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok((dict, false));
+                }
+                _ => return Err(self.invalid("expecting ',' delimiter")),
+            }
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Bound<'py, PyAny>> {
+        let depth = self.enter(depth)?;
+        self.pos += 1; // '['
+        let mut items = Vec::new();
+        self.skip_ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+        } else {
+            loop {
+                items.push(self.value(depth)?);
+                self.skip_ws();
+                match self.peek() {
+                    Some(b',') => self.pos += 1,
+                    Some(b']') => {
+                        self.pos += 1;
+                        break;
+                    }
+                    _ => return Err(self.invalid("expecting ',' delimiter")),
+                }
+            }
+        }
+        PyList::new(self.py, items)
+            .map(Bound::into_any)
+            .map_err(DecodeError::Python)
+    }
+
+    fn enter(&self, depth: usize) -> Result<usize> {
+        if depth >= MAX_DEPTH {
+            return Err(self.invalid("nesting too deep"));
+        }
+        Ok(depth + 1)
+    }
+
+    /// Scans a number: `-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?`, or `-Infinity`.
+    /// Returns its text and whether it is an integer.
+    fn number_text(&mut self) -> Result<Option<(&'a str, bool)>> {
+        let start = self.pos;
+        if self.peek() == Some(b'-') {
+            self.pos += 1;
+            if self.peek() == Some(b'I') {
+                self.expect(b"Infinity")?;
+                return Ok(None);
+            }
+        }
+        match self.peek() {
+            Some(b'0') => self.pos += 1,
+            Some(b'1'..=b'9') => self.digits(),
+            _ => return Err(self.invalid("expecting value")),
+        }
+        let mut integer = true;
+        if self.peek() == Some(b'.') {
+            self.pos += 1;
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.invalid("expecting digits after '.'"));
+            }
+            self.digits();
+            integer = false;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.pos += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.pos += 1;
+            }
+            if !matches!(self.peek(), Some(b'0'..=b'9')) {
+                return Err(self.invalid("expecting exponent digits"));
+            }
+            self.digits();
+            integer = false;
+        }
+        Ok(Some((&self.text[start..self.pos], integer)))
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.pos += 1;
+        }
+    }
+
+    fn number(&mut self) -> Result<Bound<'py, PyAny>> {
+        let py = self.py;
+        let Some((text, integer)) = self.number_text()? else {
+            return Ok(PyFloat::new(py, f64::NEG_INFINITY).into_any());
+        };
+        if !integer {
+            // Rust's parser rounds correctly, like Python's float().
+            let v: f64 = text.parse().map_err(|_| self.invalid("bad number"))?;
+            return Ok(PyFloat::new(py, v).into_any());
+        }
+        match text.parse::<i64>() {
+            Ok(v) => Ok(v.into_pyobject(py).unwrap().into_any()),
+            Err(_) => big_int(py, text),
+        }
+    }
+
+    /// Parses a string literal; borrows from the input when it has no escapes.
+    fn string(&mut self) -> Result<Cow<'a, str>> {
+        self.pos += 1; // opening quote
+        let start = self.pos;
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    let s = &self.text[start..self.pos];
+                    self.pos += 1;
+                    return Ok(Cow::Borrowed(s));
+                }
+                Some(b'\\') => break,
+                Some(0x00..=0x1f) => return Err(self.invalid("invalid control character")),
+                Some(_) => self.pos += 1,
+                None => return Err(self.invalid("unterminated string")),
+            }
+        }
+        let mut owned = String::from(&self.text[start..self.pos]);
+        loop {
+            match self.peek() {
+                Some(b'"') => {
+                    self.pos += 1;
+                    return Ok(Cow::Owned(owned));
+                }
+                Some(b'\\') => {
+                    self.pos += 1;
+                    self.escape(&mut owned)?;
+                }
+                Some(0x00..=0x1f) => return Err(self.invalid("invalid control character")),
+                Some(_) => {
+                    // Copy the run up to the next quote or backslash in one go.
+                    let run = self.pos;
+                    while let Some(b) = self.peek() {
+                        if b == b'"' || b == b'\\' || b < 0x20 {
+                            break;
+                        }
+                        self.pos += 1;
+                    }
+                    owned.push_str(&self.text[run..self.pos]);
+                }
+                None => return Err(self.invalid("unterminated string")),
+            }
+        }
+    }
+
+    fn escape(&mut self, out: &mut String) -> Result<()> {
+        let c = self.peek().ok_or_else(|| self.invalid("unterminated string"))?;
+        self.pos += 1;
+        let ch = match c {
+            b'"' => '"',
+            b'\\' => '\\',
+            b'/' => '/',
+            b'b' => '\u{8}',
+            b'f' => '\u{c}',
+            b'n' => '\n',
+            b'r' => '\r',
+            b't' => '\t',
+            b'u' => return self.unicode_escape(out),
+            _ => return Err(self.invalid("invalid \\escape")),
+        };
+        out.push(ch);
+        Ok(())
+    }
+
+    fn unicode_escape(&mut self, out: &mut String) -> Result<()> {
+        let unit = self.hex4()?;
+        let code = match unit {
+            0xD800..=0xDBFF => {
+                // A high surrogate must be followed by an escaped low surrogate.
+                if !self.bytes[self.pos..].starts_with(b"\\u") {
+                    return Err(DecodeError::LoneSurrogate);
+                }
+                self.pos += 2;
+                let low = self.hex4()?;
+                if !(0xDC00..=0xDFFF).contains(&low) {
+                    return Err(DecodeError::LoneSurrogate);
+                }
+                0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+            }
+            0xDC00..=0xDFFF => return Err(DecodeError::LoneSurrogate),
+            _ => unit,
+        };
+        out.push(char::from_u32(code).ok_or_else(|| self.invalid("invalid \\u escape"))?);
+        Ok(())
+    }
+
+    fn hex4(&mut self) -> Result<u32> {
+        let hex = self
+            .text
+            .get(self.pos..self.pos + 4)
+            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| self.invalid("invalid \\uXXXX escape"))?;
+        self.pos += 4;
+        Ok(u32::from_str_radix(hex, 16).expect("checked hex digits"))
+    }
+
+    /// Validates one value without building it (for keys a projection drops).
+    fn skip_value(&mut self, depth: usize) -> Result<()> {
+        self.skip_ws();
+        match self.peek() {
+            Some(b'"') => self.string().map(drop),
+            Some(b'{') => {
+                let depth = self.enter(depth)?;
+                self.pos += 1;
+                self.skip_ws();
+                if self.peek() == Some(b'}') {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.skip_ws();
+                    if self.peek() != Some(b'"') {
+                        return Err(self.invalid("expecting property name in double quotes"));
+                    }
+                    self.string()?;
+                    self.skip_ws();
+                    if self.peek() != Some(b':') {
+                        return Err(self.invalid("expecting ':' delimiter"));
+                    }
+                    self.pos += 1;
+                    self.skip_value(depth)?;
+                    self.skip_ws();
+                    match self.peek() {
+                        Some(b',') => self.pos += 1,
+                        Some(b'}') => {
+                            self.pos += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(self.invalid("expecting ',' delimiter")),
+                    }
+                }
+            }
+            Some(b'[') => {
+                let depth = self.enter(depth)?;
+                self.pos += 1;
+                self.skip_ws();
+                if self.peek() == Some(b']') {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                loop {
+                    self.skip_value(depth)?;
+                    self.skip_ws();
+                    match self.peek() {
+                        Some(b',') => self.pos += 1,
+                        Some(b']') => {
+                            self.pos += 1;
+                            return Ok(());
+                        }
+                        _ => return Err(self.invalid("expecting ',' delimiter")),
+                    }
+                }
+            }
+            Some(b'-' | b'0'..=b'9') => self.number_text().map(drop),
+            Some(b't') => self.expect(b"true"),
+            Some(b'f') => self.expect(b"false"),
+            Some(b'n') => self.expect(b"null"),
+            Some(b'N') => self.expect(b"NaN"),
+            Some(b'I') => self.expect(b"Infinity"),
+            _ => Err(self.invalid("expecting value")),
+        }
+    }
+}
+
+/// Integers past 64 bits: Python parses the digits, so they stay exact.
+#[cold]
+fn big_int<'py>(py: Python<'py>, digits: &str) -> Result<Bound<'py, PyAny>> {
+    py.get_type::<pyo3::types::PyInt>()
+        .call1((digits,))
+        .map_err(DecodeError::Python)
+}

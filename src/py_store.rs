@@ -1,0 +1,332 @@
+//! `_core.Store`: the Python face of [`crate::store::Store`].
+//!
+//! Each operation is written once: turn the Python arguments into owned Rust data
+//! (encoding records here, so a bad value fails before anything is sent), run the
+//! Redis work, and build the Python result. The same operation either returns an
+//! asyncio future (`blocking=False`) or waits with the GIL released (`blocking=True`).
+
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PySet, PyString};
+
+use crate::bridge;
+use crate::codec::{self, Fields};
+use crate::config::{redact_url, Layer, LayerKind, Raw, Settings};
+use crate::errors::Error;
+use crate::store::Store as RustStore;
+
+#[pyclass(frozen, module = "nano_graphrag_redis._core", name = "Store")]
+pub struct Store {
+    inner: Arc<RustStore>,
+    blocking: bool,
+}
+
+#[pymethods]
+impl Store {
+    /// Resolves and validates the settings; does no I/O.
+    #[new]
+    #[pyo3(signature = (namespace, global_config = None, settings = None, blocking = false))]
+    fn new(
+        namespace: &str,
+        global_config: Option<&Bound<'_, PyDict>>,
+        settings: Option<&Bound<'_, PyDict>>,
+        blocking: bool,
+    ) -> PyResult<Store> {
+        let mut layers = Vec::with_capacity(4);
+        if let Some(settings) = settings {
+            layers.push(layer("keyword arguments", LayerKind::Arguments, settings, false)?);
+        }
+        if let Some(config) = global_config {
+            layers.push(layer("global_config", LayerKind::Config, config, true)?);
+            if let Some(addon) = config.get_item("addon_params")? {
+                if let Ok(addon) = addon.cast::<PyDict>() {
+                    layers.push(layer(
+                        "global_config['addon_params']",
+                        LayerKind::Config,
+                        addon,
+                        true,
+                    )?);
+                }
+            }
+        }
+        layers.push(Layer::from_env());
+        let settings = Settings::resolve(namespace, &layers)?;
+        Ok(Store {
+            inner: Arc::new(RustStore::new(settings)),
+            blocking,
+        })
+    }
+
+    /// The stored record `id`, or None.
+    fn get(&self, py: Python<'_>, id: String) -> PyResult<Py<PyAny>> {
+        let store = self.inner.clone();
+        let work = async move {
+            let value = store.get(&id).await?;
+            Ok((id, value))
+        };
+        self.run(py, work, |py, (id, value)| match value {
+            Some(bytes) => Ok(codec::decode_record(py, &id, &bytes, None)?.into_pyobject(py)?.unbind()),
+            None => Ok(py.None()),
+        })
+    }
+
+    /// Records aligned with `ids`; with `fields`, only those keys of each record.
+    #[pyo3(signature = (ids, fields = None))]
+    fn get_many(
+        &self,
+        py: Python<'_>,
+        ids: &Bound<'_, PyAny>,
+        fields: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let ids = id_list(ids)?;
+        let fields = fields.map(field_set).transpose()?;
+        let store = self.inner.clone();
+        let work = async move {
+            let values = store.get_many(&ids).await?;
+            Ok((ids, values))
+        };
+        self.run(py, work, move |py, (ids, values)| {
+            let list = PyList::empty(py);
+            for (id, value) in ids.iter().zip(values) {
+                let item = match value {
+                    Some(bytes) => codec::decode_record(py, id, &bytes, fields.as_ref())?,
+                    None => None,
+                };
+                list.append(item)?;
+            }
+            Ok(list.into_any().unbind())
+        })
+    }
+
+    /// The ids of `ids` that are NOT stored, as a set.
+    fn missing(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let ids = id_list(ids)?;
+        let store = self.inner.clone();
+        let work = async move {
+            let exists = store.exists_many(&ids).await?;
+            Ok((ids, exists))
+        };
+        self.run(py, work, |py, (ids, exists)| {
+            let set = PySet::empty(py)?;
+            for (id, exists) in ids.iter().zip(exists) {
+                if !exists {
+                    set.add(id)?;
+                }
+            }
+            Ok(set.into_any().unbind())
+        })
+    }
+
+    /// Writes `data` ({id: record}), each record replaced whole, all or nothing.
+    fn put(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let records = encode_records(data)?;
+        let store = self.inner.clone();
+        let work = async move { store.put_many(&records).await };
+        self.run(py, work, |py, ()| Ok(py.None()))
+    }
+
+    /// Removes record `id`; True if it existed.
+    fn delete(&self, py: Python<'_>, id: String) -> PyResult<Py<PyAny>> {
+        let store = self.inner.clone();
+        let work = async move { store.delete(&id).await };
+        self.run(py, work, |py, existed| Ok(PyBool::new(py, existed).to_owned().into_any().unbind()))
+    }
+
+    /// Every id of the namespace.
+    fn ids(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let store = self.inner.clone();
+        let work = async move { store.ids().await };
+        self.run(py, work, |py, ids| Ok(PyList::new(py, ids)?.into_any().unbind()))
+    }
+
+    /// Removes every record of the namespace; returns how many.
+    fn clear(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let store = self.inner.clone();
+        let work = async move { store.clear().await };
+        self.run(py, work, |py, n| Ok(n.into_pyobject(py)?.into_any().unbind()))
+    }
+
+    /// One round trip to the server (connecting if needed).
+    fn ping(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let store = self.inner.clone();
+        let work = async move { store.ping().await };
+        self.run(py, work, |py, ()| Ok(py.None()))
+    }
+
+    /// Lets go of the shared connection (it closes when no store uses it).
+    fn close(&self) {
+        self.inner.release();
+    }
+
+    /// The Redis key of record `id`.
+    fn key(&self, id: &str) -> Vec<u8> {
+        crate::keys::KeySpace::new(&self.inner.settings().key_prefix, &self.inner.settings().namespace).key(id)
+    }
+
+    /// A store of the same namespace and settings whose calls block.
+    fn as_blocking(&self) -> Store {
+        Store {
+            inner: self.inner.clone(),
+            blocking: true,
+        }
+    }
+
+    #[getter]
+    fn blocking(&self) -> bool {
+        self.blocking
+    }
+
+    /// The resolved settings that are safe to show (the password is never included).
+    fn describe<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.settings();
+        let c = &s.connection;
+        let d = PyDict::new(py);
+        d.set_item("namespace", &s.namespace)?;
+        d.set_item("url", redact_url(&c.url))?;
+        d.set_item("username", c.username.as_deref())?;
+        d.set_item("password_set", c.password.is_some() || crate::config::url_password(&c.url).is_some())?;
+        d.set_item("key_prefix", &s.key_prefix)?;
+        d.set_item("ttl", s.ttl)?;
+        d.set_item("connection_timeout", c.connection_timeout.as_secs_f64())?;
+        d.set_item("socket_timeout", c.socket_timeout.as_secs_f64())?;
+        d.set_item("health_check_interval", c.health_check_interval.as_secs_f64())?;
+        d.set_item("max_connections", c.max_connections)?;
+        d.set_item("max_inflight", c.max_inflight)?;
+        d.set_item("retry_attempts", c.retry_attempts)?;
+        d.set_item("retry_deadline", c.retry_deadline.as_secs_f64())?;
+        d.set_item("breaker_threshold", c.breaker_threshold)?;
+        d.set_item("breaker_cooldown", c.breaker_cooldown.as_secs_f64())?;
+        d.set_item("eviction_check", format!("{:?}", c.eviction_check).to_lowercase())?;
+        Ok(d)
+    }
+}
+
+impl Store {
+    fn run<W, T, C>(&self, py: Python<'_>, work: W, convert: C) -> PyResult<Py<PyAny>>
+    where
+        W: std::future::Future<Output = crate::errors::Result<T>> + Send + 'static,
+        T: Send + 'static,
+        C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+    {
+        if self.blocking {
+            let value = bridge::block_on(py, work)?;
+            convert(py, value)
+        } else {
+            bridge::spawn(py, work, convert)
+        }
+    }
+}
+
+/// A settings dict as a layer; for `global_config` dicts only `redis_*` keys matter.
+fn layer(
+    label: &str,
+    kind: LayerKind,
+    dict: &Bound<'_, PyDict>,
+    only_redis_keys: bool,
+) -> PyResult<Layer> {
+    let mut values = std::collections::HashMap::new();
+    for (key, value) in dict.iter() {
+        let Ok(key) = key.extract::<String>() else {
+            continue;
+        };
+        if only_redis_keys && !key.starts_with("redis_") {
+            continue;
+        }
+        if value.is_none() {
+            continue;
+        }
+        values.insert(key, raw(&value));
+    }
+    Ok(Layer::new(label, kind, values))
+}
+
+fn raw(value: &Bound<'_, PyAny>) -> Raw {
+    if let Ok(s) = value.cast::<PyString>() {
+        return Raw::Str(s.to_string_lossy().into_owned());
+    }
+    if let Ok(b) = value.cast::<PyBool>() {
+        return Raw::Bool(b.is_true());
+    }
+    if value.cast::<PyInt>().is_ok() {
+        return match value.extract::<i64>() {
+            Ok(i) => Raw::Int(i),
+            Err(_) => Raw::Other("int (out of range)".to_owned()),
+        };
+    }
+    if let Ok(f) = value.cast::<PyFloat>() {
+        return Raw::Float(f.value());
+    }
+    Raw::Other(
+        value
+            .get_type()
+            .name()
+            .map(|n| n.to_string())
+            .unwrap_or_default(),
+    )
+}
+
+/// Ids as owned strings; anything but `str` is refused with its position.
+fn id_list(ids: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if ids.is_instance_of::<PyString>() {
+        return Err(Error::Serialization("ids must be a list of str, not a str".to_owned()).into());
+    }
+    let mut out = Vec::with_capacity(ids.len().unwrap_or(0));
+    for (i, id) in ids.try_iter()?.enumerate() {
+        let id = id?;
+        match id.cast::<PyString>() {
+            Ok(s) => out.push(s.to_str()?.to_owned()),
+            Err(_) => {
+                return Err(Error::Serialization(format!(
+                    "ids must be str; item {i} is of type {}",
+                    id.get_type().name()?
+                ))
+                .into())
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn field_set(fields: &Bound<'_, PyAny>) -> PyResult<Fields> {
+    let mut out = Fields::new();
+    for field in fields.try_iter()? {
+        let field = field?;
+        // A non-str field can never match a JSON object key: like JsonKVStorage, it
+        // simply selects nothing.
+        if let Ok(s) = field.cast::<PyString>() {
+            out.insert(s.to_str()?.into());
+        }
+    }
+    Ok(out)
+}
+
+/// Encodes every record before anything is sent: one bad value fails the whole batch.
+fn encode_records(data: &Bound<'_, PyAny>) -> PyResult<Vec<(String, Vec<u8>)>> {
+    let dict = match data.cast::<PyDict>() {
+        Ok(d) => d.clone(),
+        Err(_) => {
+            return Err(Error::Serialization(format!(
+                "upsert expects a dict of id -> record, got {}",
+                data.get_type().name()?
+            ))
+            .into())
+        }
+    };
+    let mut records = Vec::with_capacity(dict.len());
+    for (id, value) in dict.iter() {
+        let id = match id.cast::<PyString>() {
+            Ok(s) => s.to_str()?.to_owned(),
+            Err(_) => {
+                return Err(Error::Serialization(format!(
+                    "record ids must be str, got {}",
+                    id.get_type().name()?
+                ))
+                .into())
+            }
+        };
+        let bytes = codec::encode_record(&id, &value)?;
+        records.push((id, bytes));
+    }
+    Ok(records)
+}

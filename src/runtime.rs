@@ -1,0 +1,68 @@
+//! The process-wide tokio runtime, rebuilt in a child after `fork()`.
+//!
+//! A forked child inherits the runtime's memory but not its threads, so the old
+//! runtime (and every connection driven by it) is unusable there. A `pthread_atfork`
+//! handler bumps a generation counter in the child; whoever caches runtime-bound state
+//! compares generations and rebuilds. The parent's objects are leaked in the child on
+//! purpose: dropping them would wait for threads that do not exist.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Once};
+
+static GENERATION: AtomicU64 = AtomicU64::new(0);
+static RUNTIME: Mutex<Option<(u64, Arc<tokio::runtime::Runtime>)>> = Mutex::new(None);
+static AT_FORK: Once = Once::new();
+
+extern "C" fn after_fork_in_child() {
+    // Only an atomic store: nothing else is safe between fork and exec.
+    GENERATION.fetch_add(1, Ordering::SeqCst);
+}
+
+/// Changes in a forked child; state tagged with an older value belongs to the parent.
+pub fn generation() -> u64 {
+    AT_FORK.call_once(|| {
+        // SAFETY: registers a handler that only touches an atomic.
+        unsafe {
+            libc::pthread_atfork(None, None, Some(after_fork_in_child));
+        }
+    });
+    GENERATION.load(Ordering::SeqCst)
+}
+
+/// The runtime of this process (created on first use).
+pub fn runtime() -> Arc<tokio::runtime::Runtime> {
+    let generation = generation();
+    let mut slot = RUNTIME.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((g, rt)) = slot.as_ref() {
+        if *g == generation {
+            return rt.clone();
+        }
+    }
+    if let Some(stale) = slot.take() {
+        std::mem::forget(stale);
+    }
+    let rt = Arc::new(
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(worker_threads())
+            .thread_name("nano-graphrag-redis")
+            .enable_all()
+            .build()
+            .expect("cannot start the tokio runtime"),
+    );
+    *slot = Some((generation, rt.clone()));
+    rt
+}
+
+/// Redis I/O needs little CPU; the Python side is the bottleneck. One or two workers
+/// keep wake-ups cheap; `NANO_GRAPHRAG_REDIS_THREADS` overrides.
+fn worker_threads() -> usize {
+    std::env::var("NANO_GRAPHRAG_REDIS_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get().min(2))
+                .unwrap_or(1)
+        })
+}
