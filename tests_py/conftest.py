@@ -1,0 +1,51 @@
+"""Shared fixtures: one real redis-server per test session, a fresh key prefix per test
+(so tests never see each other's keys), and a clean environment."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any, Iterator
+
+import pytest
+import redis
+
+from redis_server import RedisServer
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A developer's REDIS_URL / REDIS_TTL_* must not leak into the tests.
+    for name in list(os.environ):
+        if name.startswith("REDIS_") or name.startswith("NANO_GRAPHRAG_REDIS_"):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def settings(redis_url: str, prefix: str) -> dict[str, Any]:
+    """Keyword settings for a storage on the session server, under this test's prefix."""
+    return {"redis_url": redis_url, "redis_key_prefix": prefix}
+
+
+@pytest.fixture
+def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    """A plain redis-py client for looking at (and writing) keys directly."""
+    client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    yield client
+    client.close()
