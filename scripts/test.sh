@@ -11,6 +11,13 @@ bash scripts/setup.sh
 LD_LIBRARY_PATH="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export LD_LIBRARY_PATH
 
+echo "== lint"
+cargo fmt --check
+cargo clippy --quiet --all-targets -- -D warnings
+"$PYTHON" -m ruff check --quiet python tests_py bench
+"$PYTHON" -m ruff format --check --quiet python tests_py bench
+"$PYTHON" -m mypy
+
 echo "== cargo test"
 cargo test --quiet
 

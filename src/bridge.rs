@@ -41,13 +41,19 @@ where
 {
     let event_loop = running_loop(py)?;
     let bridge = bridge_for(py, &event_loop)?;
-    let future = event_loop.call_method0(intern!(py, "create_future"))?.unbind();
+    let future = event_loop
+        .call_method0(intern!(py, "create_future"))?
+        .unbind();
     let handle = future.clone_ref(py);
     runtime::runtime().spawn(async move {
         let completion: Completion = match CatchUnwind(work).await {
             Ok(Ok(value)) => Box::new(move |py| convert(py, value)),
             Ok(Err(err)) => Box::new(move |_| Err(err.into())),
-            Err(()) => Box::new(|_| Err(PyRuntimeError::new_err("internal error: a Redis task panicked"))),
+            Err(()) => Box::new(|_| {
+                Err(PyRuntimeError::new_err(
+                    "internal error: a Redis task panicked",
+                ))
+            }),
         };
         bridge.push(handle, completion);
     });
@@ -116,8 +122,8 @@ impl Bridge {
                 let drain = Drain {
                     bridge: self.clone(),
                 };
-                if let Err(err) = Py::new(py, drain)
-                    .and_then(|drain| call_soon_threadsafe.call1(py, (drain,)))
+                if let Err(err) =
+                    Py::new(py, drain).and_then(|drain| call_soon_threadsafe.call1(py, (drain,)))
                 {
                     // The loop is closed: nobody is waiting for these results any more.
                     log::debug!("cannot wake a closed event loop: {err}");
@@ -141,7 +147,9 @@ impl Bridge {
         for (future, completion) in finished {
             // Each call in its own error scope: one failure never strands the rest.
             let outcome = catch_unwind(AssertUnwindSafe(|| completion(py))).unwrap_or_else(|_| {
-                Err(PyRuntimeError::new_err("internal error: building a result panicked"))
+                Err(PyRuntimeError::new_err(
+                    "internal error: building a result panicked",
+                ))
             });
             resolve(py, future.bind(py), outcome);
         }
@@ -267,7 +275,12 @@ fn new_bridge(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Bri
             queue: Mutex::new(Vec::new()),
             wake: Wake::EventFd(fd),
         });
-        let drain = Py::new(py, Drain { bridge: bridge.clone() })?;
+        let drain = Py::new(
+            py,
+            Drain {
+                bridge: bridge.clone(),
+            },
+        )?;
         match event_loop.call_method1(intern!(py, "add_reader"), (raw, drain)) {
             Ok(_) => return Ok(bridge),
             Err(err) if err.is_instance_of::<PyNotImplementedError>(py) => {}
@@ -276,7 +289,11 @@ fn new_bridge(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Bri
     }
     Ok(Arc::new(Bridge {
         queue: Mutex::new(Vec::new()),
-        wake: Wake::Threadsafe(event_loop.getattr(intern!(py, "call_soon_threadsafe"))?.unbind()),
+        wake: Wake::Threadsafe(
+            event_loop
+                .getattr(intern!(py, "call_soon_threadsafe"))?
+                .unbind(),
+        ),
     }))
 }
 

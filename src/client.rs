@@ -58,7 +58,8 @@ impl Client {
             redis_info = redis_info.set_password(password);
         }
         info = info.set_redis_settings(redis_info);
-        let redis = redis::Client::open(info).map_err(|e| Error::from_redis(&e, secret.as_deref()))?;
+        let redis =
+            redis::Client::open(info).map_err(|e| Error::from_redis(&e, secret.as_deref()))?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(settings.connection_timeout))
             .set_response_timeout(Some(settings.socket_timeout));
@@ -104,7 +105,10 @@ impl Client {
         }
     }
 
-    async fn attempt<T: FromRedisValue>(&self, request: Request<'_>) -> std::result::Result<T, Failure> {
+    async fn attempt<T: FromRedisValue>(
+        &self,
+        request: Request<'_>,
+    ) -> std::result::Result<T, Failure> {
         self.breaker.admit().map_err(|until| {
             Failure::Final(Error::Unavailable(format!(
                 "Redis at {} is unavailable (circuit breaker open for {:.1}s more after repeated failures)",
@@ -112,7 +116,11 @@ impl Client {
                 until.as_secs_f64()
             )))
         })?;
-        let _permit = self.inflight.acquire().await.expect("the semaphore is never closed");
+        let _permit = self
+            .inflight
+            .acquire()
+            .await
+            .expect("the semaphore is never closed");
         let (id, mut conn) = self.connection().await?;
         let reply = match request {
             Request::Cmd(cmd) => cmd.query_async::<T>(&mut conn).await,
@@ -157,9 +165,13 @@ impl Client {
             .get_multiplexed_async_connection_with_config(&self.config)
             .await
             .map_err(|e| self.classify(e, None))?;
-        if !self.policy_checked.load(std::sync::atomic::Ordering::Acquire) {
+        if !self
+            .policy_checked
+            .load(std::sync::atomic::Ordering::Acquire)
+        {
             self.check_eviction_policy(conn.clone()).await?;
-            self.policy_checked.store(true, std::sync::atomic::Ordering::Release);
+            self.policy_checked
+                .store(true, std::sync::atomic::Ordering::Release);
         }
         *counter += 1;
         let id = *counter;
@@ -176,7 +188,10 @@ impl Client {
 
     /// An `allkeys-*` policy may evict documents and chunks, which have no TTL and
     /// cannot be recomputed. Servers that disable `CONFIG` are tolerated.
-    async fn check_eviction_policy(&self, mut conn: MultiplexedConnection) -> std::result::Result<(), Failure> {
+    async fn check_eviction_policy(
+        &self,
+        mut conn: MultiplexedConnection,
+    ) -> std::result::Result<(), Failure> {
         if self.settings.eviction_check == EvictionCheck::Ignore {
             return Ok(());
         }
@@ -226,9 +241,14 @@ impl Client {
             loop {
                 tokio::time::sleep(interval).await;
                 let Some(client) = weak.upgrade() else { return };
-                let current = client.link.read().unwrap_or_else(|e| e.into_inner()).clone();
+                let current = client
+                    .link
+                    .read()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
                 if let Some((id, mut conn)) = current {
-                    let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+                    let pong: redis::RedisResult<String> =
+                        redis::cmd("PING").query_async(&mut conn).await;
                     if let Err(err) = pong {
                         if is_connection_failure(&err) {
                             log::debug!("health check failed, will reconnect: {err}");
@@ -252,7 +272,8 @@ enum Failure {
 /// scaled by a random factor in [0.5, 1] so clients that failed together spread out.
 fn backoff(attempt: u32) -> Duration {
     let base = Duration::from_millis(25).saturating_mul(1 << attempt.min(6));
-    base.min(Duration::from_secs(1)).mul_f64(0.5 + fastrand::f64() * 0.5)
+    base.min(Duration::from_secs(1))
+        .mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
 type Registry = HashMap<ConnectionSettings, Weak<Client>>;

@@ -242,7 +242,10 @@ fn bad(found: &Found<'_>, expected: &str) -> Error {
         Raw::Bool(b) => if *b { "True" } else { "False" }.to_owned(),
         Raw::Other(type_name) => format!("a value of type {type_name}"),
     };
-    Error::Config(format!("{}: expected {expected}, got {shown}", found.origin))
+    Error::Config(format!(
+        "{}: expected {expected}, got {shown}",
+        found.origin
+    ))
 }
 
 impl Settings {
@@ -457,10 +460,28 @@ mod tests {
     #[test]
     fn precedence_is_first_layer_wins() {
         let layers = [
-            layer("keyword arguments", &[("redis_socket_timeout", Raw::Int(1))]),
-            layer("global_config", &[("redis_socket_timeout", Raw::Int(2)), ("redis_key_prefix", Raw::Str("g".into()))]),
-            layer("global_config['addon_params']", &[("redis_key_prefix", Raw::Str("a".into())), ("redis_max_inflight", Raw::Int(7))]),
-            env(&[("REDIS_MAX_INFLIGHT", "9"), ("REDIS_URL", "redis://example:1")]),
+            layer(
+                "keyword arguments",
+                &[("redis_socket_timeout", Raw::Int(1))],
+            ),
+            layer(
+                "global_config",
+                &[
+                    ("redis_socket_timeout", Raw::Int(2)),
+                    ("redis_key_prefix", Raw::Str("g".into())),
+                ],
+            ),
+            layer(
+                "global_config['addon_params']",
+                &[
+                    ("redis_key_prefix", Raw::Str("a".into())),
+                    ("redis_max_inflight", Raw::Int(7)),
+                ],
+            ),
+            env(&[
+                ("REDIS_MAX_INFLIGHT", "9"),
+                ("REDIS_URL", "redis://example:1"),
+            ]),
         ];
         let s = Settings::resolve("x", &layers).unwrap();
         assert_eq!(s.connection.socket_timeout, Duration::from_secs(1));
@@ -471,31 +492,69 @@ mod tests {
 
     #[test]
     fn ttl_sources_and_validation() {
-        let s = Settings::resolve("llm_response_cache", &[env(&[("REDIS_TTL_LLM_RESPONSE_CACHE", "0")])]).unwrap();
+        let s = Settings::resolve(
+            "llm_response_cache",
+            &[env(&[("REDIS_TTL_LLM_RESPONSE_CACHE", "0")])],
+        )
+        .unwrap();
         assert_eq!(s.ttl, None);
         let s = Settings::resolve("a b", &[env(&[("REDIS_TTL_A_B", "60")])]).unwrap();
         assert_eq!(s.ttl, Some(60));
-        let s = Settings::resolve("docs", &[layer("global_config['addon_params']", &[("redis_ttl_docs", Raw::Int(5))])]).unwrap();
+        let s = Settings::resolve(
+            "docs",
+            &[layer(
+                "global_config['addon_params']",
+                &[("redis_ttl_docs", Raw::Int(5))],
+            )],
+        )
+        .unwrap();
         assert_eq!(s.ttl, Some(5));
         for bad in ["-1", "1.5", "abc", ""] {
             let err = Settings::resolve("docs", &[env(&[("REDIS_TTL_DOCS", bad)])]).unwrap_err();
-            let Error::Config(message) = err else { panic!() };
+            let Error::Config(message) = err else {
+                panic!()
+            };
             assert!(message.contains("REDIS_TTL_DOCS"), "{message}");
         }
-        let err = Settings::resolve("docs", &[layer("global_config", &[("redis_ttl", Raw::Int(5))])]).unwrap_err();
+        let err = Settings::resolve(
+            "docs",
+            &[layer("global_config", &[("redis_ttl", Raw::Int(5))])],
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("redis_ttl_docs"));
     }
 
     #[test]
     fn bad_values_name_setting_and_source() {
-        let err = Settings::resolve("x", &[layer("global_config['addon_params']", &[("redis_socket_timeout", Raw::Str("soon".into()))])]).unwrap_err();
+        let err = Settings::resolve(
+            "x",
+            &[layer(
+                "global_config['addon_params']",
+                &[("redis_socket_timeout", Raw::Str("soon".into()))],
+            )],
+        )
+        .unwrap_err();
         assert_eq!(
             err.to_string(),
             "redis_socket_timeout in global_config['addon_params']: expected a number of seconds > 0, got \"soon\""
         );
-        let err = Settings::resolve("x", &[layer("keyword arguments", &[("redis_max_inflight", Raw::Bool(true))])]).unwrap_err();
+        let err = Settings::resolve(
+            "x",
+            &[layer(
+                "keyword arguments",
+                &[("redis_max_inflight", Raw::Bool(true))],
+            )],
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("got True"));
-        let err = Settings::resolve("x", &[layer("keyword arguments", &[("redis_urll", Raw::Str("x".into()))])]).unwrap_err();
+        let err = Settings::resolve(
+            "x",
+            &[layer(
+                "keyword arguments",
+                &[("redis_urll", Raw::Str("x".into()))],
+            )],
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("unknown setting redis_urll"));
     }
 
@@ -505,10 +564,21 @@ mod tests {
         assert_eq!(redact_url(url), "redis://user:***@host:6379/0");
         assert_eq!(redact_url("redis://:pw@h"), "redis://:***@h");
         assert_eq!(redact_url("redis://h:1"), "redis://h:1");
-        let s = Settings::resolve("x", &[env(&[("REDIS_URL", url), ("REDIS_PASSWORD", "s3cret")])]).unwrap();
+        let s = Settings::resolve(
+            "x",
+            &[env(&[("REDIS_URL", url), ("REDIS_PASSWORD", "s3cret")])],
+        )
+        .unwrap();
         let shown = format!("{s:?}");
-        assert!(!shown.contains("hunter2") && !shown.contains("s3cret"), "{shown}");
-        let err = Settings::resolve("x", &[env(&[("REDIS_URL", "redis://:hunter2@host:notaport")])]).unwrap_err();
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cret"),
+            "{shown}"
+        );
+        let err = Settings::resolve(
+            "x",
+            &[env(&[("REDIS_URL", "redis://:hunter2@host:notaport")])],
+        )
+        .unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 }

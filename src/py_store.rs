@@ -35,7 +35,12 @@ impl Store {
     ) -> PyResult<Store> {
         let mut layers = Vec::with_capacity(4);
         if let Some(settings) = settings {
-            layers.push(layer("keyword arguments", LayerKind::Arguments, settings, false)?);
+            layers.push(layer(
+                "keyword arguments",
+                LayerKind::Arguments,
+                settings,
+                false,
+            )?);
         }
         if let Some(config) = global_config {
             layers.push(layer("global_config", LayerKind::Config, config, true)?);
@@ -66,7 +71,9 @@ impl Store {
             Ok((id, value))
         };
         self.run(py, work, |py, (id, value)| match value {
-            Some(bytes) => Ok(codec::decode_record(py, &id, &bytes, None)?.into_pyobject(py)?.unbind()),
+            Some(bytes) => Ok(codec::decode_record(py, &id, &bytes, None)?
+                .into_pyobject(py)?
+                .unbind()),
             None => Ok(py.None()),
         })
     }
@@ -130,21 +137,27 @@ impl Store {
     fn delete(&self, py: Python<'_>, id: String) -> PyResult<Py<PyAny>> {
         let store = self.inner.clone();
         let work = async move { store.delete(&id).await };
-        self.run(py, work, |py, existed| Ok(PyBool::new(py, existed).to_owned().into_any().unbind()))
+        self.run(py, work, |py, existed| {
+            Ok(PyBool::new(py, existed).to_owned().into_any().unbind())
+        })
     }
 
     /// Every id of the namespace.
     fn ids(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let store = self.inner.clone();
         let work = async move { store.ids().await };
-        self.run(py, work, |py, ids| Ok(PyList::new(py, ids)?.into_any().unbind()))
+        self.run(py, work, |py, ids| {
+            Ok(PyList::new(py, ids)?.into_any().unbind())
+        })
     }
 
     /// Removes every record of the namespace; returns how many.
     fn clear(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let store = self.inner.clone();
         let work = async move { store.clear().await };
-        self.run(py, work, |py, n| Ok(n.into_pyobject(py)?.into_any().unbind()))
+        self.run(py, work, |py, n| {
+            Ok(n.into_pyobject(py)?.into_any().unbind())
+        })
     }
 
     /// One round trip to the server (connecting if needed).
@@ -161,7 +174,11 @@ impl Store {
 
     /// The Redis key of record `id`.
     fn key(&self, id: &str) -> Vec<u8> {
-        crate::keys::KeySpace::new(&self.inner.settings().key_prefix, &self.inner.settings().namespace).key(id)
+        crate::keys::KeySpace::new(
+            &self.inner.settings().key_prefix,
+            &self.inner.settings().namespace,
+        )
+        .key(id)
     }
 
     /// A store of the same namespace and settings whose calls block.
@@ -185,19 +202,28 @@ impl Store {
         d.set_item("namespace", &s.namespace)?;
         d.set_item("url", redact_url(&c.url))?;
         d.set_item("username", c.username.as_deref())?;
-        d.set_item("password_set", c.password.is_some() || crate::config::url_password(&c.url).is_some())?;
+        d.set_item(
+            "password_set",
+            c.password.is_some() || crate::config::url_password(&c.url).is_some(),
+        )?;
         d.set_item("key_prefix", &s.key_prefix)?;
         d.set_item("ttl", s.ttl)?;
         d.set_item("connection_timeout", c.connection_timeout.as_secs_f64())?;
         d.set_item("socket_timeout", c.socket_timeout.as_secs_f64())?;
-        d.set_item("health_check_interval", c.health_check_interval.as_secs_f64())?;
+        d.set_item(
+            "health_check_interval",
+            c.health_check_interval.as_secs_f64(),
+        )?;
         d.set_item("max_connections", c.max_connections)?;
         d.set_item("max_inflight", c.max_inflight)?;
         d.set_item("retry_attempts", c.retry_attempts)?;
         d.set_item("retry_deadline", c.retry_deadline.as_secs_f64())?;
         d.set_item("breaker_threshold", c.breaker_threshold)?;
         d.set_item("breaker_cooldown", c.breaker_cooldown.as_secs_f64())?;
-        d.set_item("eviction_check", format!("{:?}", c.eviction_check).to_lowercase())?;
+        d.set_item(
+            "eviction_check",
+            format!("{:?}", c.eviction_check).to_lowercase(),
+        )?;
         Ok(d)
     }
 }

@@ -74,7 +74,8 @@ impl Store {
             }
             pipe.add_command(cmd);
         }
-        let pages: Vec<Vec<Option<Vec<u8>>>> = self.client()?.query(Request::Pipeline(&pipe)).await?;
+        let pages: Vec<Vec<Option<Vec<u8>>>> =
+            self.client()?.query(Request::Pipeline(&pipe)).await?;
         Ok(pages.into_iter().flatten().collect())
     }
 
@@ -100,7 +101,10 @@ impl Store {
         let client = self.client()?;
         match (self.settings.ttl, records) {
             (None, [(id, value)]) => {
-                let cmd = redis::cmd("SET").arg(self.keys.key(id)).arg(value).to_owned();
+                let cmd = redis::cmd("SET")
+                    .arg(self.keys.key(id))
+                    .arg(value)
+                    .to_owned();
                 client.query::<()>(Request::Cmd(&cmd)).await
             }
             (None, _) => {
@@ -118,7 +122,8 @@ impl Store {
                 let mut pipe = Pipeline::new();
                 pipe.atomic();
                 for (id, value) in records {
-                    pipe.add_command(set_ex(self.keys.key(id), value, ttl)).ignore();
+                    pipe.add_command(set_ex(self.keys.key(id), value, ttl))
+                        .ignore();
                 }
                 client.query::<()>(Request::Pipeline(&pipe)).await
             }
@@ -204,5 +209,10 @@ impl Store {
 }
 
 fn set_ex(key: Vec<u8>, value: &[u8], ttl: u64) -> Cmd {
-    redis::cmd("SET").arg(key).arg(value).arg("EX").arg(ttl).to_owned()
+    redis::cmd("SET")
+        .arg(key)
+        .arg(value)
+        .arg("EX")
+        .arg(ttl)
+        .to_owned()
 }

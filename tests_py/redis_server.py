@@ -52,9 +52,7 @@ class RedisServer:
     def __init__(self, *extra_args: str, startup_timeout: float = 10.0) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
-            raise RuntimeError(
-                "redis-server not found on PATH; install it (e.g. apt-get install redis-server)"
-            )
+            raise RuntimeError("redis-server not found on PATH; install it (e.g. apt-get install redis-server)")
         self.binary: str = binary
         self.extra_args: tuple[str, ...] = extra_args
         self.startup_timeout = startup_timeout
@@ -96,9 +94,7 @@ class RedisServer:
         # The log goes to stdout, redirected to a file: unlike --logfile, this also
         # captures errors printed before the config is loaded (e.g. a bad argument).
         with open(self.log_path, "ab") as log:
-            self._proc = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
-            )
+            self._proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.startup_timeout
         while not _answers_ping(self.port):
             if self._proc.poll() is not None or time.monotonic() > deadline:
@@ -108,9 +104,7 @@ class RedisServer:
                     else f"did not answer PING within {self.startup_timeout} s"
                 )
                 self.stop()
-                raise RuntimeError(
-                    f"redis-server on port {self.port} {reason}; log tail:\n{self.log_tail()}"
-                )
+                raise RuntimeError(f"redis-server on port {self.port} {reason}; log tail:\n{self.log_tail()}")
             time.sleep(0.02)
         return self
 

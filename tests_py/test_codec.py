@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 import redis
-
 from nano_graphrag_redis import BlockingRedisKVStorage, RedisKVStorage, SerializationError
 
 
@@ -28,7 +27,7 @@ def random_value(rng: random.Random, depth: int = 0) -> Any:
     if kind == 1:
         return rng.choice([rng.random() * 10 ** rng.randint(-30, 30), 0.1, 1e16, 1e-5, -2.5])
     if kind == 2:
-        alphabet = "abc\"\\\n\t\x01\x1f é中😀\u2028/"
+        alphabet = 'abc"\\\n\t\x01\x1f é中😀\u2028/'
         return "".join(rng.choice(alphabet) for _ in range(rng.randrange(12)))
     if kind == 3:
         return rng.choice([True, False, None])
@@ -73,7 +72,7 @@ def test_python_types_encode_as_json_dumps_does(kv: BlockingRedisKVStorage, raw:
         "float_sub": MyFloat(2.5),
         1: "int key",
         2.5: "float key",
-        True: "bool key",
+        False: "bool key",
         None: "none key",
     }
     kv.upsert({"v": value})

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
-
 from nano_graphrag_redis import (
     BlockingRedisKVStorage,
     ConfigError,
@@ -68,7 +68,9 @@ def test_wrong_password_through_each_path_reaches_the_server(
 
 
 @pytest.mark.parametrize("path", PATHS)
-def test_right_password_through_each_path_works(path: str, locked_server: RedisServer, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_right_password_through_each_path_works(
+    path: str, locked_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     kv = build(path, locked_server.url, PASSWORD, monkeypatch)
     kv.upsert({"a": {"ok": True}})
     assert kv.get_by_id("a") == {"ok": True}
@@ -111,12 +113,16 @@ def test_none_means_not_set() -> None:
 @pytest.mark.parametrize(
     "where, settings, message",
     [
-        ("kwargs", {"redis_socket_timeout": "soon"}, "redis_socket_timeout in keyword arguments: expected a number of seconds > 0, got \"soon\""),
+        (
+            "kwargs",
+            {"redis_socket_timeout": "soon"},
+            'redis_socket_timeout in keyword arguments: expected a number of seconds > 0, got "soon"',
+        ),
         ("kwargs", {"redis_connection_timeout": 0}, "redis_connection_timeout in keyword arguments"),
         ("kwargs", {"redis_max_inflight": 0}, "redis_max_inflight in keyword arguments: expected an integer >= 1"),
         ("kwargs", {"redis_max_connections": True}, "got True"),
         ("kwargs", {"redis_url": "http://example.com"}, "redis_url in keyword arguments: invalid Redis URL"),
-        ("kwargs", {"redis_eviction_check": "maybe"}, "\"warn\", \"refuse\", \"ignore\""),
+        ("kwargs", {"redis_eviction_check": "maybe"}, '"warn", "refuse", "ignore"'),
         ("kwargs", {"redis_key_prefix": ""}, "must not be empty"),
         ("kwargs", {"redis_urll": "redis://x"}, "unknown setting redis_urll in keyword arguments"),
         ("global_config", {"redis_health_check_interval": -1}, "redis_health_check_interval in global_config"),

@@ -10,12 +10,12 @@ Every check here must pass for all three; Redis-only behaviour lives elsewhere.
 from __future__ import annotations
 
 import copy
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any
 
 import pytest
 from nano_graphrag._storage import JsonKVStorage
-
 from nano_graphrag_redis import BlockingRedisKVStorage, RedisKVStorage
 
 Factory = Callable[[str], Any]
@@ -67,7 +67,7 @@ VALUES: dict[str, Any] = {
     "chunk": CHUNK,
     "report": REPORT,
     "cache": {"return": "answer", "model": "gpt-4o"},
-    "unicode": {"s": "ünïcödé \u2028 \x00 \t \"quoted\" \\ 𝄞"},
+    "unicode": {"s": 'ünïcödé \u2028 \x00 \t "quoted" \\ 𝄞'},
     "big_int": {"n": 2**200, "neg": -(2**70), "zero": 0},
     "floats": {"a": 0.1, "b": 1e-7, "c": 1.7976931348623157e308, "d": -0.0, "e": 1e16},
     "nested": {"a": {"b": {"c": [1, [2, [3, {"d": None}]]]}}},
@@ -116,9 +116,7 @@ async def test_get_by_ids_projects_fields(make: Factory) -> None:
             "empty": {},
         }
     )
-    got = await kv.get_by_ids(
-        ["full", "partial", "none_of_them", "empty", "missing"], fields={"content", "tokens"}
-    )
+    got = await kv.get_by_ids(["full", "partial", "none_of_them", "empty", "missing"], fields={"content", "tokens"})
     assert got == [{"content": "c", "tokens": 3}, {"tokens": 5}, {}, None, None]
     assert await kv.get_by_ids(["full"], fields=set()) == [{}]
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from typing import Any, Iterator
-
-import pytest
-import redis
+from collections.abc import Iterator
+from typing import Any
 
 import nano_graphrag_redis as pkg
+import pytest
+import redis
 from nano_graphrag_redis import (
     BlockingRedisKVStorage,
     ConfigError,
@@ -29,7 +29,13 @@ def test_hierarchy() -> None:
     assert issubclass(SerializationError, RedisKVError) and issubclass(SerializationError, TypeError)
     assert issubclass(StorageUnavailableError, RedisKVError) and issubclass(StorageUnavailableError, ConnectionError)
     assert issubclass(StorageOperationError, RedisKVError)
-    for name in ["RedisKVError", "ConfigError", "SerializationError", "StorageUnavailableError", "StorageOperationError"]:
+    for name in [
+        "RedisKVError",
+        "ConfigError",
+        "SerializationError",
+        "StorageUnavailableError",
+        "StorageOperationError",
+    ]:
         assert name in pkg.__all__
 
 

@@ -14,7 +14,6 @@ import time
 from typing import Any
 
 import pytest
-
 from nano_graphrag_redis import BlockingRedisKVStorage, RedisKVStorage, StorageUnavailableError
 from redis_server import RedisServer
 
@@ -32,7 +31,9 @@ def test_graphrag_style_run_until_complete_on_changing_loops(settings: dict[str,
     for i in range(5):
         loop = asyncio.new_event_loop()
         loop.run_until_complete(kv.upsert({str(i): {"i": i}}))
-        assert loop.run_until_complete(kv.get_by_ids([str(j) for j in range(i + 1)])) == [{"i": j} for j in range(i + 1)]
+        assert loop.run_until_complete(kv.get_by_ids([str(j) for j in range(i + 1)])) == [
+            {"i": j} for j in range(i + 1)
+        ]
         loop.close()
 
 
@@ -82,6 +83,7 @@ def test_threads_each_with_their_own_loop(settings: dict[str, Any]) -> None:
 
     def worker(n: int) -> None:
         try:
+
             async def work() -> None:
                 await kv.upsert({f"t{n}-{i}": {"n": n, "i": i} for i in range(50)})
                 got = await asyncio.gather(*(kv.get_by_id(f"t{n}-{i}") for i in range(50)))
@@ -189,7 +191,7 @@ def test_both_wake_paths(wake: str, settings: dict[str, Any]) -> None:
     code = f"""
 import asyncio
 from nano_graphrag_redis import RedisKVStorage
-kv = RedisKVStorage("x", redis_url={settings['redis_url']!r}, redis_key_prefix={settings['redis_key_prefix']!r})
+kv = RedisKVStorage("x", redis_url={settings["redis_url"]!r}, redis_key_prefix={settings["redis_key_prefix"]!r})
 async def main():
     await kv.upsert({{str(i): {{"i": i}} for i in range(100)}})
     got = await asyncio.gather(*(kv.get_by_id(str(i)) for i in range(2000)))

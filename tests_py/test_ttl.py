@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 import redis
-
 from nano_graphrag_redis import BlockingRedisKVStorage, ConfigError
 
 
@@ -33,7 +32,9 @@ def test_default_ttls(settings: dict[str, Any], raw: redis.Redis, namespace: str
             assert expected - 5 <= ttl <= expected
 
 
-def test_environment_overrides_default(settings: dict[str, Any], raw: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_environment_overrides_default(
+    settings: dict[str, Any], raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REDIS_TTL_LLM_RESPONSE_CACHE", "0")
     monkeypatch.setenv("REDIS_TTL_FULL_DOCS", "600")
     cache = BlockingRedisKVStorage("llm_response_cache", **settings)
@@ -44,7 +45,9 @@ def test_environment_overrides_default(settings: dict[str, Any], raw: redis.Redi
     assert 595 <= ttl_of(raw, docs, "d") <= 600
 
 
-def test_settings_override_environment(settings: dict[str, Any], raw: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_override_environment(
+    settings: dict[str, Any], raw: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("REDIS_TTL_TEXT_CHUNKS", "600")
     config = {"addon_params": {"redis_ttl_text_chunks": 300}}
     via_config = BlockingRedisKVStorage("text_chunks", config, **settings)

@@ -1,9 +1,12 @@
 """The Rust core (built by maturin). Private: use RedisKVStorage / BlockingRedisKVStorage."""
 
-from typing import Any, Iterable, Optional
+from collections.abc import Iterable
+from typing import Any, final
 
+__all__ = ["Store", "__version__"]
 __version__: str
 
+@final
 class Store:
     """One namespace of JSON records in Redis.
 
@@ -13,18 +16,18 @@ class Store:
     no I/O.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         namespace: str,
-        global_config: Optional[dict[str, Any]] = None,
-        settings: Optional[dict[str, Any]] = None,
+        global_config: dict[str, Any] | None = None,
+        settings: dict[str, Any] | None = None,
         blocking: bool = False,
-    ) -> None: ...
+    ) -> Store: ...
     @property
     def blocking(self) -> bool: ...
     def get(self, id: str) -> Any:
         """The record ``id`` or None."""
-    def get_many(self, ids: Iterable[str], fields: Optional[Iterable[str]] = None) -> Any:
+    def get_many(self, ids: Iterable[str], fields: Iterable[str] | None = None) -> Any:
         """Records aligned with ``ids``; with ``fields``, projected (falsy -> None)."""
     def missing(self, ids: Iterable[str]) -> Any:
         """The set of ``ids`` that are not stored."""
@@ -42,7 +45,7 @@ class Store:
         """Lets go of the shared connection."""
     def key(self, id: str) -> bytes:
         """The Redis key of record ``id``."""
-    def as_blocking(self) -> "Store":
+    def as_blocking(self) -> Store:
         """The same store, with blocking calls."""
     def describe(self) -> dict[str, Any]:
         """The resolved settings without secrets."""

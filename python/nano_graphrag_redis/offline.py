@@ -125,9 +125,7 @@ def offline_tiktoken() -> Iterator[tiktoken.Encoding]:
         for name, replacement in replacements.items():
             patch(tiktoken, name, replacement)
         for mod_name, module in list(sys.modules.items()):
-            if module is None or not (
-                mod_name == "nano_graphrag" or mod_name.startswith("nano_graphrag.")
-            ):
+            if module is None or not (mod_name == "nano_graphrag" or mod_name.startswith("nano_graphrag.")):
                 continue
             for name, replacement in replacements.items():
                 if getattr(module, name, None) is originals[name]:
@@ -191,9 +189,9 @@ def offline_embedding_func() -> EmbeddingFunc:
     if _EMBEDDING_FUNC is None:
         from nano_graphrag._utils import wrap_embedding_func_with_attrs
 
-        _EMBEDDING_FUNC = wrap_embedding_func_with_attrs(
-            embedding_dim=EMBEDDING_DIM, max_token_size=8192
-        )(offline_embed)
+        _EMBEDDING_FUNC = wrap_embedding_func_with_attrs(embedding_dim=EMBEDDING_DIM, max_token_size=8192)(
+            offline_embed
+        )
     return _EMBEDDING_FUNC
 
 
@@ -228,9 +226,7 @@ _STOPWORDS = frozenset(
     """.split()
 )
 _NAME_RE = re.compile(r"\b[A-Z][A-Za-z]+(?: [A-Z][A-Za-z]+)*\b")
-_ORG_WORDS = frozenset(
-    "Institute Company Council Society University Ledger Cooperative Trust Museum Guild".split()
-)
+_ORG_WORDS = frozenset("Institute Company Council Society University Ledger Cooperative Trust Museum Guild".split())
 _EVENT_WORDS = frozenset("Festival Regatta Parade Fair".split())
 _GEO_WORDS = frozenset("Port Mount Lake Island Bay River Valley Coast Street Harbour".split())
 _GEO_PREFIX_RE = re.compile(r"\b(?:in|at|from|near|to|on|across|off)\s+$", re.IGNORECASE)
@@ -325,8 +321,7 @@ def _extraction_answer(chunk: str, max_entities: int = 6) -> str:
         kind = _entity_type(chunk, name, offset)
         description = _clean(f"{name} ({kind}): {_sentence_around(chunk, offset)}")
         records.append(
-            f'("entity"{TUPLE_DELIMITER}"{name.upper()}"{TUPLE_DELIMITER}"{kind}"'
-            f'{TUPLE_DELIMITER}"{description}")'
+            f'("entity"{TUPLE_DELIMITER}"{name.upper()}"{TUPLE_DELIMITER}"{kind}"{TUPLE_DELIMITER}"{description}")'
         )
     for source, target in zip(names, names[1:], strict=False):
         strength = 1 + min(chunk.count(source), chunk.count(target))
@@ -387,10 +382,7 @@ def _community_report_answer(prompt: str) -> str:
 def _global_map_answer(question: str, system_prompt: str) -> str:
     context = _between(system_prompt, "---Data tables---", "---Goal---")
     titles = re.findall(r'"# ([^\n"]+)', context) or ["the community reports"]
-    points = [
-        {"description": f"{title} is relevant to the question: {question}", "score": 1}
-        for title in titles[:3]
-    ]
+    points = [{"description": f"{title} is relevant to the question: {question}", "score": 1} for title in titles[:3]]
     return json.dumps({"points": points})
 
 
@@ -409,10 +401,7 @@ def _context_of(system_prompt: str) -> str:
 def _final_answer(question: str, system_prompt: str | None) -> str:
     names = _top_names(_context_of(system_prompt or ""), 5)
     found = ", ".join(name.title() for name in names) if names else "nothing specific"
-    return (
-        f"Offline answer to the question: {question.strip()}\n\n"
-        f"The provided context mentions {found}."
-    )
+    return f"Offline answer to the question: {question.strip()}\n\nThe provided context mentions {found}."
 
 
 class OfflineModel:

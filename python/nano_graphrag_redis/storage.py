@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Optional
+from typing import Any
 
 from nano_graphrag.base import BaseKVStorage
 
@@ -27,10 +27,7 @@ Record = Any
 def _repr(cls_name: str, store: Store) -> str:
     d = store.describe()
     ttl = d["ttl"] if d["ttl"] is not None else "none"
-    return (
-        f"{cls_name}(namespace={d['namespace']!r}, url={d['url']!r}, "
-        f"key_prefix={d['key_prefix']!r}, ttl={ttl})"
-    )
+    return f"{cls_name}(namespace={d['namespace']!r}, url={d['url']!r}, key_prefix={d['key_prefix']!r}, ttl={ttl})"
 
 
 @dataclass(init=False, repr=False, eq=False)
@@ -54,7 +51,7 @@ class RedisKVStorage(BaseKVStorage):
     def __init__(
         self,
         namespace: str,
-        global_config: Optional[dict[str, Any]] = None,
+        global_config: dict[str, Any] | None = None,
         **settings: Any,
     ) -> None:
         self.namespace = namespace
@@ -65,13 +62,11 @@ class RedisKVStorage(BaseKVStorage):
         """Every id of this namespace, in no particular order."""
         return await self._store.ids()
 
-    async def get_by_id(self, id: str) -> Optional[Record]:
+    async def get_by_id(self, id: str) -> Record | None:
         """The record stored under ``id``, or None."""
         return await self._store.get(id)
 
-    async def get_by_ids(
-        self, ids: list[str], fields: Optional[set[str]] = None
-    ) -> list[Optional[Record]]:
+    async def get_by_ids(self, ids: list[str], fields: set[str] | None = None) -> list[Record | None]:
         """Records aligned with ``ids`` (None where missing), in one round trip.
 
         With ``fields``, each record keeps only those keys; as in nano-graphrag's
@@ -112,18 +107,18 @@ class RedisKVStorage(BaseKVStorage):
         storage again reconnects."""
         self._store.close()
 
-    async def __aenter__(self) -> "RedisKVStorage":
+    async def __aenter__(self) -> RedisKVStorage:
         return self
 
     async def __aexit__(
         self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         await self.close()
 
-    def blocking(self) -> "BlockingRedisKVStorage":
+    def blocking(self) -> BlockingRedisKVStorage:
         """A blocking storage of the same namespace and settings (sharing the
         connection)."""
         view = BlockingRedisKVStorage.__new__(BlockingRedisKVStorage)
@@ -157,7 +152,7 @@ class BlockingRedisKVStorage:
     def __init__(
         self,
         namespace: str,
-        global_config: Optional[dict[str, Any]] = None,
+        global_config: dict[str, Any] | None = None,
         **settings: Any,
     ) -> None:
         self.namespace = namespace
@@ -168,13 +163,11 @@ class BlockingRedisKVStorage:
         """Every id of this namespace, in no particular order."""
         return self._store.ids()
 
-    def get_by_id(self, id: str) -> Optional[Record]:
+    def get_by_id(self, id: str) -> Record | None:
         """The record stored under ``id``, or None."""
         return self._store.get(id)
 
-    def get_by_ids(
-        self, ids: list[str], fields: Optional[set[str]] = None
-    ) -> list[Optional[Record]]:
+    def get_by_ids(self, ids: list[str], fields: set[str] | None = None) -> list[Record | None]:
         """Records aligned with ``ids``; see :meth:`RedisKVStorage.get_by_ids`."""
         return self._store.get_many(ids, fields)
 
@@ -211,14 +204,14 @@ class BlockingRedisKVStorage:
         """Lets go of the shared connection (closed when no storage uses it)."""
         self._store.close()
 
-    def __enter__(self) -> "BlockingRedisKVStorage":
+    def __enter__(self) -> BlockingRedisKVStorage:
         return self
 
     def __exit__(
         self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         self.close()
 

@@ -123,10 +123,16 @@ impl<'py, 'a> Parser<'py, 'a> {
             Some(b'{') => Ok(self.object(depth, None)?.0.into_any()),
             Some(b'[') => self.array(depth),
             Some(b'-' | b'0'..=b'9') => self.number(),
-            Some(b't') => self.expect(b"true").map(|_| true.into_pyobject(py).unwrap().to_owned().into_any()),
-            Some(b'f') => self.expect(b"false").map(|_| false.into_pyobject(py).unwrap().to_owned().into_any()),
+            Some(b't') => self
+                .expect(b"true")
+                .map(|_| true.into_pyobject(py).unwrap().to_owned().into_any()),
+            Some(b'f') => self
+                .expect(b"false")
+                .map(|_| false.into_pyobject(py).unwrap().to_owned().into_any()),
             Some(b'n') => self.expect(b"null").map(|_| py.None().into_bound(py)),
-            Some(b'N') => self.expect(b"NaN").map(|_| PyFloat::new(py, f64::NAN).into_any()),
+            Some(b'N') => self
+                .expect(b"NaN")
+                .map(|_| PyFloat::new(py, f64::NAN).into_any()),
             Some(b'I') => self
                 .expect(b"Infinity")
                 .map(|_| PyFloat::new(py, f64::INFINITY).into_any()),
@@ -319,7 +325,9 @@ impl<'py, 'a> Parser<'py, 'a> {
     }
 
     fn escape(&mut self, out: &mut String) -> Result<()> {
-        let c = self.peek().ok_or_else(|| self.invalid("unterminated string"))?;
+        let c = self
+            .peek()
+            .ok_or_else(|| self.invalid("unterminated string"))?;
         self.pos += 1;
         let ch = match c {
             b'"' => '"',
