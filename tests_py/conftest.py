@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import redis
-from redis_server import RedisServer
+from nano_graphrag_redis.local_server import RedisServer
 
 
 @pytest.fixture(autouse=True)

@@ -8,9 +8,8 @@ import subprocess
 import sys
 from dataclasses import fields, is_dataclass
 
-from nano_graphrag.base import BaseKVStorage
-
 import nano_graphrag_redis as pkg
+from nano_graphrag.base import BaseKVStorage
 from nano_graphrag_redis import BlockingRedisKVStorage, RedisKVStorage
 
 

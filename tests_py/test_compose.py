@@ -8,7 +8,7 @@ from pathlib import Path
 import redis
 import yaml
 from nano_graphrag_redis import BlockingRedisKVStorage
-from redis_server import RedisServer
+from nano_graphrag_redis.local_server import RedisServer
 
 COMPOSE = Path(__file__).resolve().parent.parent / "docker-compose-redis.yml"
 

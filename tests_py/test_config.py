@@ -17,7 +17,7 @@ from nano_graphrag_redis import (
     StorageOperationError,
     StorageUnavailableError,
 )
-from redis_server import RedisServer
+from nano_graphrag_redis.local_server import RedisServer
 
 PASSWORD = "s3cret-Pa55word"
 

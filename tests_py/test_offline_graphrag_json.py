@@ -19,6 +19,7 @@ import tiktoken
 from nano_graphrag import GraphRAG, QueryParam
 from nano_graphrag.prompt import PROMPTS
 from nano_graphrag_redis import offline
+from nano_graphrag_redis.local_server import RedisServer
 from nano_graphrag_redis.offline import (
     SAMPLE_TEXT,
     OfflineModel,
@@ -27,7 +28,6 @@ from nano_graphrag_redis.offline import (
     offline_graphrag_kwargs,
     offline_tiktoken,
 )
-from redis_server import RedisServer
 
 # The insert's clustering imports graspologic, whose umap import emits an ImportWarning
 # ("Tensorflow not installed") that pyproject's filterwarnings=error would turn into a

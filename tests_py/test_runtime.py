@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from nano_graphrag_redis import BlockingRedisKVStorage, RedisKVStorage, StorageUnavailableError
-from redis_server import RedisServer
+from nano_graphrag_redis.local_server import RedisServer
 
 
 def test_two_successive_asyncio_runs_on_one_instance(settings: dict[str, Any]) -> None:

