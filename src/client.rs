@@ -8,6 +8,7 @@
 //! breaker fails fast while the server stays down.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -36,8 +37,11 @@ pub struct Client {
     /// seen on an old one never throws away its replacement.
     link: RwLock<Option<(u64, MultiplexedConnection)>>,
     connecting: tokio::sync::Mutex<u64>,
+    /// Connection attempts started; tells a caller that queued for `connecting`
+    /// whether someone else dialed (and failed) while it waited.
+    dials: AtomicU64,
     /// Set once the server's eviction policy was checked (on the first connection).
-    policy_checked: std::sync::atomic::AtomicBool,
+    policy_checked: AtomicBool,
     inflight: Semaphore,
     breaker: Breaker,
 }
@@ -69,7 +73,8 @@ impl Client {
             config,
             link: RwLock::new(None),
             connecting: tokio::sync::Mutex::new(0),
-            policy_checked: std::sync::atomic::AtomicBool::new(false),
+            dials: AtomicU64::new(0),
+            policy_checked: AtomicBool::new(false),
             inflight: Semaphore::new(settings.max_inflight),
             breaker: Breaker::new(settings.breaker_threshold, settings.breaker_cooldown),
             settings,
@@ -156,22 +161,31 @@ impl Client {
             return Ok((*id, conn.clone()));
         }
         // One caller connects; the others wait for its result instead of dialing too.
+        let dials_seen = self.dials.load(Ordering::Acquire);
         let mut counter = self.connecting.lock().await;
         if let Some((id, conn)) = self.link.read().unwrap_or_else(|e| e.into_inner()).as_ref() {
             return Ok((*id, conn.clone()));
         }
+        if self.dials.load(Ordering::Acquire) != dials_seen {
+            // The attempt we waited for failed. Share its failure instead of queueing
+            // for another full connect timeout: N waiters would otherwise take N times
+            // as long, past any deadline. (Not counted again by the breaker.)
+            return Err(Failure::Connection(redis::RedisError::from(
+                std::io::Error::new(
+                    std::io::ErrorKind::NotConnected,
+                    "the connection attempt this call waited for failed",
+                ),
+            )));
+        }
+        self.dials.fetch_add(1, Ordering::AcqRel);
         let conn = self
             .redis
             .get_multiplexed_async_connection_with_config(&self.config)
             .await
             .map_err(|e| self.classify(e, None))?;
-        if !self
-            .policy_checked
-            .load(std::sync::atomic::Ordering::Acquire)
-        {
+        if !self.policy_checked.load(Ordering::Acquire) {
             self.check_eviction_policy(conn.clone()).await?;
-            self.policy_checked
-                .store(true, std::sync::atomic::Ordering::Release);
+            self.policy_checked.store(true, Ordering::Release);
         }
         *counter += 1;
         let id = *counter;

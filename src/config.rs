@@ -285,9 +285,11 @@ impl Settings {
         };
         let (key_prefix, prefix_origin) =
             r.string("redis_key_prefix", default("redis_key_prefix"))?;
-        if key_prefix.is_empty() {
+        if key_prefix.is_empty() || key_prefix.contains(':') {
+            // ':' separates prefix, namespace and id: with one inside the prefix, prefix
+            // "a:b" + namespace "c" and prefix "a" + namespace "b" would share keys.
             return Err(Error::Config(format!(
-                "{prefix_origin}: the key prefix must not be empty"
+                "{prefix_origin}: the key prefix must be non-empty and contain no ':', got {key_prefix:?}"
             )));
         }
 

