@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import redis
+
 from nano_graphrag_redis.local_server import RedisServer
 
 

@@ -8,8 +8,9 @@ import subprocess
 import sys
 from dataclasses import fields, is_dataclass
 
-import nano_graphrag_redis as pkg
 from nano_graphrag.base import BaseKVStorage
+
+import nano_graphrag_redis as pkg
 from nano_graphrag_redis import BlockingRedisKVStorage, RedisKVStorage
 
 

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from nano_graphrag_redis.local_server import RedisServer, embedded_redis_server, find_redis_server
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import redis
+
 from nano_graphrag_redis import BlockingRedisKVStorage, RedisKVStorage, SerializationError
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import redis
 import yaml
+
 from nano_graphrag_redis import BlockingRedisKVStorage
 from nano_graphrag_redis.local_server import RedisServer
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from nano_graphrag._storage import JsonKVStorage
+
 from nano_graphrag_redis import BlockingRedisKVStorage, RedisKVStorage
 
 Factory = Callable[[str], Any]

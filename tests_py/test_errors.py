@@ -9,9 +9,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import nano_graphrag_redis as pkg
 import pytest
 import redis
+
+import nano_graphrag_redis as pkg
 from nano_graphrag_redis import (
     BlockingRedisKVStorage,
     ConfigError,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import redis
+
 from nano_graphrag_redis import BlockingRedisKVStorage
 
 

@@ -13,6 +13,7 @@ import pytest
 import redis
 from nano_graphrag import GraphRAG, QueryParam
 from nano_graphrag._storage import JsonKVStorage
+
 from nano_graphrag_redis import BlockingRedisKVStorage, migration
 from nano_graphrag_redis.cli import main
 from nano_graphrag_redis.offline import SAMPLE_TEXT, OfflineModel, offline_graphrag_kwargs, offline_tiktoken

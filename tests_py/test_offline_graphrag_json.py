@@ -18,6 +18,7 @@ import redis
 import tiktoken
 from nano_graphrag import GraphRAG, QueryParam
 from nano_graphrag.prompt import PROMPTS
+
 from nano_graphrag_redis import offline
 from nano_graphrag_redis.local_server import RedisServer
 from nano_graphrag_redis.offline import (

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 import redis
-from fork_factory import factory_of, fresh_factory_module
 from nano_graphrag._storage import JsonKVStorage
 
+from fork_factory import factory_of, fresh_factory_module
 from nano_graphrag_redis import RedisKVStorage
 from nano_graphrag_redis.registry import ENTRY_POINT_GROUP, register
 

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 import pytest
+
 from nano_graphrag_redis import BlockingRedisKVStorage, RedisKVStorage, StorageUnavailableError
 from nano_graphrag_redis.local_server import RedisServer
 

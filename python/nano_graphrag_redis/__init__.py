@@ -14,11 +14,13 @@ from .errors import (
     StorageOperationError,
     StorageUnavailableError,
 )
+from .registry import register
 from .storage import BlockingRedisKVStorage, RedisKVStorage
 
 __all__ = [
     "RedisKVStorage",
     "BlockingRedisKVStorage",
+    "register",
     "RedisKVError",
     "ConfigError",
     "SerializationError",

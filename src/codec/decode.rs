@@ -283,44 +283,35 @@ impl<'py, 'a> Parser<'py, 'a> {
     fn string(&mut self) -> Result<Cow<'a, str>> {
         self.pos += 1; // opening quote
         let start = self.pos;
+        let mut owned: Option<String> = None;
         loop {
-            match self.peek() {
-                Some(b'"') => {
-                    let s = &self.text[start..self.pos];
-                    self.pos += 1;
-                    return Ok(Cow::Borrowed(s));
-                }
-                Some(b'\\') => break,
-                Some(0x00..=0x1f) => return Err(self.invalid("invalid control character")),
-                Some(_) => self.pos += 1,
-                None => return Err(self.invalid("unterminated string")),
+            // Jump to the next quote or backslash (SIMD via memchr): records are mostly
+            // long runs of plain text.
+            let rest = &self.bytes[self.pos..];
+            let Some(offset) = memchr::memchr2(b'"', b'\\', rest) else {
+                self.pos = self.bytes.len();
+                return Err(self.invalid("unterminated string"));
+            };
+            if let Some(bad) = rest[..offset].iter().position(|&b| b < 0x20) {
+                self.pos += bad;
+                return Err(self.invalid("invalid control character"));
             }
-        }
-        let mut owned = String::from(&self.text[start..self.pos]);
-        loop {
-            match self.peek() {
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok(Cow::Owned(owned));
-                }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    self.escape(&mut owned)?;
-                }
-                Some(0x00..=0x1f) => return Err(self.invalid("invalid control character")),
-                Some(_) => {
-                    // Copy the run up to the next quote or backslash in one go.
-                    let run = self.pos;
-                    while let Some(b) = self.peek() {
-                        if b == b'"' || b == b'\\' || b < 0x20 {
-                            break;
-                        }
-                        self.pos += 1;
+            let run = &self.text[self.pos..self.pos + offset];
+            self.pos += offset;
+            if self.bytes[self.pos] == b'"' {
+                self.pos += 1;
+                return Ok(match owned {
+                    None => Cow::Borrowed(&self.text[start..self.pos - 1]),
+                    Some(mut s) => {
+                        s.push_str(run);
+                        Cow::Owned(s)
                     }
-                    owned.push_str(&self.text[run..self.pos]);
-                }
-                None => return Err(self.invalid("unterminated string")),
+                });
             }
+            let s = owned.get_or_insert_with(String::new);
+            s.push_str(run);
+            self.pos += 1; // backslash
+            self.escape(s)?;
         }
     }
 
