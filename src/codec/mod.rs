@@ -76,3 +76,120 @@ fn decode_with_python<'py>(
     }
     Ok(Some(kept.into_any()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pyo3::types::PyDict;
+
+    /// Decodes with the codec and with Python's `json.loads`; they must agree.
+    fn agrees(py: Python<'_>, text: &str) {
+        let ours = decode_record(py, "t", text.as_bytes(), None)
+            .unwrap()
+            .unwrap();
+        let theirs = py
+            .import("json")
+            .unwrap()
+            .call_method1("loads", (text,))
+            .unwrap();
+        assert!(ours.eq(&theirs).unwrap(), "{text}: {ours:?} != {theirs:?}");
+        assert_eq!(
+            ours.get_type().name().unwrap().to_string(),
+            theirs.get_type().name().unwrap().to_string()
+        );
+    }
+
+    #[test]
+    fn decodes_like_json_loads() {
+        Python::attach(|py| {
+            for text in [
+                r#"{"a": [1, -2, 3.5, -0.0, 1e300, true, false, null], "b": {"c": "d"}}"#,
+                r#""esc \" \\ \/ \b \f \n \r \t \u00e9 \ud83d\ude00""#,
+                "123456789012345678901234567890",
+                "-9223372036854775809",
+                "9223372036854775807",
+                " [ ] ",
+                "{}",
+                r#"{"dup": 1, "dup": 2}"#,
+                "\"ünïcödé 😀\"",
+                "0",
+                "-0",
+                "1E5",
+            ] {
+                agrees(py, text);
+            }
+        });
+    }
+
+    #[test]
+    fn rejects_what_json_loads_rejects() {
+        Python::attach(|py| {
+            for text in [
+                "",
+                "01",
+                "1.",
+                ".5",
+                "[1,]",
+                "{\"a\" 1}",
+                "\"\u{1}\"",
+                "tru",
+                "[1] 2",
+                "\"open",
+                "{'a': 1}",
+                "+1",
+            ] {
+                let err = decode_record(py, "bad", text.as_bytes(), None).unwrap_err();
+                assert!(err.to_string().contains("\"bad\""), "{text}: {err}");
+            }
+        });
+    }
+
+    #[test]
+    fn projection_builds_only_requested_fields() {
+        Python::attach(|py| {
+            let fields: Fields = ["a", "c"].into_iter().map(Into::into).collect();
+            let got = decode_record(
+                py,
+                "t",
+                br#"{"a": 1, "b": {"x": [1, 2]}, "c": "z"}"#,
+                Some(&fields),
+            )
+            .unwrap()
+            .unwrap();
+            let want = PyDict::new(py);
+            want.set_item("a", 1).unwrap();
+            want.set_item("c", "z").unwrap();
+            assert!(got.eq(&want).unwrap());
+            // JsonKVStorage's quirk: a falsy record reads as None under projection.
+            assert!(decode_record(py, "t", b"{}", Some(&fields))
+                .unwrap()
+                .is_none());
+            assert!(decode_record(py, "t", b"0", Some(&fields))
+                .unwrap()
+                .is_none());
+            // Dropped values are still validated.
+            assert!(decode_record(py, "t", br#"{"b": [1,], "a": 1}"#, Some(&fields)).is_err());
+        });
+    }
+
+    #[test]
+    fn encodes_and_decodes_back() {
+        Python::attach(|py| {
+            let value = py
+                .eval(
+                    c"{'k': [1, 2.5, None, True, 'é', {'n': 10**30}], 3: 'int key'}",
+                    None,
+                    None,
+                )
+                .unwrap();
+            let bytes = encode_record("t", &value).unwrap();
+            assert_eq!(
+                std::str::from_utf8(&bytes).unwrap(),
+                r#"{"k":[1,2.5,null,true,"é",{"n":1000000000000000000000000000000}],"3":"int key"}"#
+            );
+            let set = py.eval(c"{'bad': {1}}", None, None).unwrap();
+            let err = encode_record("rec", &set).unwrap_err();
+            assert!(err.to_string().contains("set"), "{err}");
+        });
+    }
+}
