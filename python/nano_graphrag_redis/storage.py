@@ -24,14 +24,30 @@ __all__ = ["RedisKVStorage", "BlockingRedisKVStorage"]
 Record = Any
 
 
-def _repr(cls_name: str, store: Store) -> str:
-    d = store.describe()
-    ttl = d["ttl"] if d["ttl"] is not None else "none"
-    return f"{cls_name}(namespace={d['namespace']!r}, url={d['url']!r}, key_prefix={d['key_prefix']!r}, ttl={ttl})"
+class _Describe:
+    """What both storages say about themselves, from their core store."""
+
+    _store: Store
+
+    def redis_key(self, id: str) -> bytes:
+        """The Redis key that holds record ``id``."""
+        return self._store.key(id)
+
+    def settings(self) -> dict[str, Any]:
+        """The resolved settings, safe to log (no password)."""
+        return self._store.describe()
+
+    def __repr__(self) -> str:
+        d = self._store.describe()
+        ttl = d["ttl"] if d["ttl"] is not None else "none"
+        return (
+            f"{type(self).__name__}(namespace={d['namespace']!r}, url={d['url']!r}, "
+            f"key_prefix={d['key_prefix']!r}, ttl={ttl})"
+        )
 
 
 @dataclass(init=False, repr=False, eq=False)
-class RedisKVStorage(BaseKVStorage):
+class RedisKVStorage(_Describe, BaseKVStorage):
     """A nano-graphrag ``BaseKVStorage`` that keeps each record as a JSON string in Redis.
 
     Built by GraphRAG as ``RedisKVStorage(namespace=..., global_config=...)``; the
@@ -127,19 +143,8 @@ class RedisKVStorage(BaseKVStorage):
         view._store = self._store.as_blocking()
         return view
 
-    def redis_key(self, id: str) -> bytes:
-        """The Redis key that holds record ``id``."""
-        return self._store.key(id)
 
-    def settings(self) -> dict[str, Any]:
-        """The resolved settings, safe to log (no password)."""
-        return self._store.describe()
-
-    def __repr__(self) -> str:
-        return _repr(type(self).__name__, self._store)
-
-
-class BlockingRedisKVStorage:
+class BlockingRedisKVStorage(_Describe):
     """The operations of :class:`RedisKVStorage`, for code without an event loop.
 
     Same constructor, same settings, same results and errors; each call waits for
@@ -214,14 +219,3 @@ class BlockingRedisKVStorage:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-    def redis_key(self, id: str) -> bytes:
-        """The Redis key that holds record ``id``."""
-        return self._store.key(id)
-
-    def settings(self) -> dict[str, Any]:
-        """The resolved settings, safe to log (no password)."""
-        return self._store.describe()
-
-    def __repr__(self) -> str:
-        return _repr(type(self).__name__, self._store)

@@ -148,67 +148,71 @@ impl<'py, 'a> Parser<'py, 'a> {
         keep: Option<&Fields>,
     ) -> Result<(Bound<'py, PyDict>, bool)> {
         let depth = self.enter(depth)?;
-        self.pos += 1; // '{'
         let dict = PyDict::new(self.py);
+        let empty = self.items(b'}', |p| {
+            let key = p.member_key()?;
+            if keep.is_some_and(|fields| !fields.contains(key.as_ref())) {
+                return p.skip_value(depth);
+            }
+            let value = p.value(depth)?;
+            dict.set_item(PyString::new(p.py, &key), value)
+                .map_err(DecodeError::Python)
+        })?;
+        Ok((dict, empty))
+    }
+
+    fn array(&mut self, depth: usize) -> Result<Bound<'py, PyAny>> {
+        let depth = self.enter(depth)?;
+        let mut items = Vec::new();
+        self.items(b']', |p| {
+            items.push(p.value(depth)?);
+            Ok(())
+        })?;
+        PyList::new(self.py, items)
+            .map(Bound::into_any)
+            .map_err(DecodeError::Python)
+    }
+
+    /// Walks the members of an object or array, from its opening bracket to `close`,
+    /// calling `member` for each; returns whether there were none.
+    fn items(
+        &mut self,
+        close: u8,
+        mut member: impl FnMut(&mut Self) -> Result<()>,
+    ) -> Result<bool> {
+        self.pos += 1; // the opening bracket
         self.skip_ws();
-        if self.peek() == Some(b'}') {
+        if self.peek() == Some(close) {
             self.pos += 1;
-            return Ok((dict, true));
+            return Ok(true);
         }
         loop {
-            self.skip_ws();
-            if self.peek() != Some(b'"') {
-                return Err(self.invalid("expecting property name in double quotes"));
-            }
-            let key = self.string()?;
-            self.skip_ws();
-            if self.peek() != Some(b':') {
-                return Err(self.invalid("expecting ':' delimiter"));
-            }
-            self.pos += 1;
-            if keep.is_some_and(|fields| !fields.contains(key.as_ref())) {
-                self.skip_value(depth)?;
-            } else {
-                let value = self.value(depth)?;
-                dict.set_item(PyString::new(self.py, &key), value)
-                    .map_err(DecodeError::Python)?;
-            }
+            member(self)?;
             self.skip_ws();
             match self.peek() {
                 Some(b',') => self.pos += 1,
-                Some(b'}') => {
+                Some(c) if c == close => {
                     self.pos += 1;
-                    return Ok((dict, false));
+                    return Ok(false);
                 }
                 _ => return Err(self.invalid("expecting ',' delimiter")),
             }
         }
     }
 
-    fn array(&mut self, depth: usize) -> Result<Bound<'py, PyAny>> {
-        let depth = self.enter(depth)?;
-        self.pos += 1; // '['
-        let mut items = Vec::new();
+    /// Parses `"key":` inside an object.
+    fn member_key(&mut self) -> Result<Cow<'a, str>> {
         self.skip_ws();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-        } else {
-            loop {
-                items.push(self.value(depth)?);
-                self.skip_ws();
-                match self.peek() {
-                    Some(b',') => self.pos += 1,
-                    Some(b']') => {
-                        self.pos += 1;
-                        break;
-                    }
-                    _ => return Err(self.invalid("expecting ',' delimiter")),
-                }
-            }
+        if self.peek() != Some(b'"') {
+            return Err(self.invalid("expecting property name in double quotes"));
         }
-        PyList::new(self.py, items)
-            .map(Bound::into_any)
-            .map_err(DecodeError::Python)
+        let key = self.string()?;
+        self.skip_ws();
+        if self.peek() != Some(b':') {
+            return Err(self.invalid("expecting ':' delimiter"));
+        }
+        self.pos += 1;
+        Ok(key)
     }
 
     fn enter(&self, depth: usize) -> Result<usize> {
@@ -375,55 +379,15 @@ impl<'py, 'a> Parser<'py, 'a> {
             Some(b'"') => self.string().map(drop),
             Some(b'{') => {
                 let depth = self.enter(depth)?;
-                self.pos += 1;
-                self.skip_ws();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip_ws();
-                    if self.peek() != Some(b'"') {
-                        return Err(self.invalid("expecting property name in double quotes"));
-                    }
-                    self.string()?;
-                    self.skip_ws();
-                    if self.peek() != Some(b':') {
-                        return Err(self.invalid("expecting ':' delimiter"));
-                    }
-                    self.pos += 1;
-                    self.skip_value(depth)?;
-                    self.skip_ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b'}') => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(self.invalid("expecting ',' delimiter")),
-                    }
-                }
+                self.items(b'}', |p| {
+                    p.member_key()?;
+                    p.skip_value(depth)
+                })
+                .map(drop)
             }
             Some(b'[') => {
                 let depth = self.enter(depth)?;
-                self.pos += 1;
-                self.skip_ws();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                loop {
-                    self.skip_value(depth)?;
-                    self.skip_ws();
-                    match self.peek() {
-                        Some(b',') => self.pos += 1,
-                        Some(b']') => {
-                            self.pos += 1;
-                            return Ok(());
-                        }
-                        _ => return Err(self.invalid("expecting ',' delimiter")),
-                    }
-                }
+                self.items(b']', |p| p.skip_value(depth)).map(drop)
             }
             Some(b'-' | b'0'..=b'9') => self.number_text().map(drop),
             Some(b't') => self.expect(b"true"),
