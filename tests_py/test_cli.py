@@ -107,3 +107,15 @@ def test_embedded_redis_server_binary_runs() -> None:
             s.sendall(b"*1\r\n$4\r\nPING\r\n")
             assert s.recv(16).startswith(b"+PONG")
     assert find_redis_server() is not None
+
+
+def test_unexpected_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from nano_graphrag_redis import cli, demo
+
+    def provider_down(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the LLM provider is unreachable")
+
+    monkeypatch.setattr(demo, "run_demo", provider_down)
+    assert cli.main(["demo"]) == 1
+    err = capsys.readouterr().err
+    assert err == "nano-graphrag-redis: error: RuntimeError: the LLM provider is unreachable\n"

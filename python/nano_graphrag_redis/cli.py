@@ -193,3 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nano-graphrag-redis: interrupted", file=sys.stderr)
         return 1
+    except Exception as e:  # e.g. the LLM provider failing inside the demo
+        if args.debug:
+            traceback.print_exc()
+        print(f"nano-graphrag-redis: error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 1
