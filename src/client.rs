@@ -97,14 +97,14 @@ impl Client {
             };
             let pause = backoff(attempt);
             let in_time = started.elapsed() + pause < self.settings.retry_deadline;
+            let why = self.scrub(&failure);
             if attempt >= self.settings.retry_attempts || !in_time || self.breaker.is_open() {
                 return Err(Error::Unavailable(format!(
-                    "Redis at {} is unavailable: {}",
-                    self.describe_server(),
-                    crate::errors::scrub(&failure.to_string(), self.secret.as_deref())
+                    "Redis at {} is unavailable: {why}",
+                    self.describe_server()
                 )));
             }
-            log::debug!("retrying after a connection failure: {failure}");
+            log::debug!("retrying after a connection failure: {why}");
             attempt += 1;
             tokio::time::sleep(pause).await;
         }
@@ -218,7 +218,8 @@ impl Client {
             Ok(pair) => pair.get(1).cloned().unwrap_or_default(),
             Err(err) if is_connection_failure(&err) => return Err(self.classify(err, None)),
             Err(err) => {
-                log::debug!("cannot read maxmemory-policy (CONFIG disabled?): {err}");
+                let why = self.scrub(&err);
+                log::debug!("cannot read maxmemory-policy (CONFIG disabled?): {why}");
                 return Ok(());
             }
         };
@@ -237,6 +238,12 @@ impl Client {
         }
         log::warn!("{message}");
         Ok(())
+    }
+
+    /// An error's text with the password removed: everything logged or raised goes
+    /// through here.
+    fn scrub(&self, err: &redis::RedisError) -> String {
+        crate::errors::scrub(&err.to_string(), self.secret.as_deref())
     }
 
     /// The server's address without credentials, for messages.
@@ -265,7 +272,8 @@ impl Client {
                         redis::cmd("PING").query_async(&mut conn).await;
                     if let Err(err) = pong {
                         if is_connection_failure(&err) {
-                            log::debug!("health check failed, will reconnect: {err}");
+                            let why = client.scrub(&err);
+                            log::debug!("health check failed, will reconnect: {why}");
                             client.forget(id);
                         }
                     }
