@@ -549,6 +549,10 @@ def main() -> int:
 
             loops.append((" [uvloop]", uvloop.new_event_loop))
             use_uvloop = True
+            notes.append(
+                "valkey-glide is left out of the uvloop rows: its client never answered on a uvloop "
+                "loop driven by run_until_complete (glide 2.6), so it is measured on asyncio only."
+            )
         except ImportError:
             msg = "--uvloop given but uvloop is not installed: uvloop rows skipped."
             print(msg, file=sys.stderr)
@@ -601,13 +605,14 @@ def main() -> int:
                 rd = {
                     NANO_A + suffix: RedisKVStorage(READ_NS, redis_url=url),
                     RPY_A + suffix: RedisPyAsyncKV(url, READ_NS),
-                    GLIDE + suffix: await GlideKV.create(server.port, READ_NS),
                 }
                 up = {
                     NANO_A + suffix: RedisKVStorage(ns_of(NANO_A + suffix), redis_url=url),
                     RPY_A + suffix: RedisPyAsyncKV(url, ns_of(RPY_A + suffix)),
-                    GLIDE + suffix: await GlideKV.create(server.port, ns_of(GLIDE + suffix)),
                 }
+                if not suffix:  # see the uvloop note
+                    rd[GLIDE] = await GlideKV.create(server.port, READ_NS)
+                    up[GLIDE] = await GlideKV.create(server.port, ns_of(GLIDE))
                 return rd, up
 
             rd, up = loop.run_until_complete(make())
@@ -673,7 +678,7 @@ def main() -> int:
         async_labels = [name for _, _, rd, _ in loop_objs for name in rd]
         all_labels = [NANO_A, NANO_B, RPY_A, RPY_S, GLIDE]
         for sfx, _, _, _ in loop_objs[1:]:
-            all_labels += [NANO_A + sfx, RPY_A + sfx, GLIDE + sfx]
+            all_labels += [NANO_A + sfx, RPY_A + sfx]
 
         def find_async(label: str) -> tuple[asyncio.AbstractEventLoop, Any, Any]:
             for _s, loop, rd, up in loop_objs:

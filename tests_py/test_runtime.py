@@ -236,3 +236,16 @@ def test_many_loops_do_not_leak_file_descriptors(settings: dict[str, Any]) -> No
         asyncio.run(kv.get_by_id("a"))
     after = len(os.listdir("/proc/self/fd"))
     assert after - before < 10
+
+
+def test_uvloop(settings: dict[str, Any]) -> None:
+    uvloop = pytest.importorskip("uvloop")
+    kv = RedisKVStorage("x", **settings)
+
+    async def main() -> None:
+        await kv.upsert({str(i): {"i": i} for i in range(100)})
+        got = await asyncio.gather(*(kv.get_by_id(str(i % 100)) for i in range(5000)))
+        assert got == [{"i": i % 100} for i in range(5000)]
+
+    for _ in range(2):  # a fresh uvloop loop each time
+        uvloop.run(main())
