@@ -17,7 +17,7 @@ use redis::{AsyncConnectionConfig, Cmd, FromRedisValue, IntoConnectionInfo, Pipe
 use tokio::sync::Semaphore;
 
 use crate::breaker::Breaker;
-use crate::config::{ConnectionSettings, EvictionCheck};
+use crate::config::{ConnectionSettings, EvictionCheck, TlsFiles};
 use crate::errors::{is_connection_failure, Error, Result};
 use crate::runtime;
 
@@ -48,6 +48,7 @@ pub struct Client {
 
 impl Client {
     fn new(settings: ConnectionSettings) -> Result<Client> {
+        install_crypto_provider();
         let secret = settings.secret();
         let mut info = settings
             .url
@@ -62,8 +63,8 @@ impl Client {
             redis_info = redis_info.set_password(password);
         }
         info = info.set_redis_settings(redis_info);
-        let redis =
-            redis::Client::open(info).map_err(|e| Error::from_redis(&e, secret.as_deref()))?;
+        let redis = open_client(info, &settings.tls)
+            .map_err(|e| Error::from_redis(&e, secret.as_deref()))?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(settings.connection_timeout))
             .set_response_timeout(Some(settings.socket_timeout));
@@ -283,6 +284,38 @@ impl Client {
     }
 }
 
+/// A redis-rs client; with TLS files, one that trusts that CA and/or presents that
+/// client certificate (`rediss://` without files uses the system's roots).
+fn open_client(info: redis::ConnectionInfo, tls: &TlsFiles) -> redis::RedisResult<redis::Client> {
+    if *tls == TlsFiles::default() {
+        return redis::Client::open(info);
+    }
+    let read = |path: &String| {
+        std::fs::read(path).map_err(|e| {
+            redis::RedisError::from((
+                redis::ErrorKind::InvalidClientConfig,
+                "cannot read a TLS file",
+                format!("{path}: {e}"),
+            ))
+        })
+    };
+    let client_tls = match (&tls.cert, &tls.key) {
+        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
+            client_cert: read(cert)?,
+            client_key: read(key)?,
+        }),
+        _ => None,
+    };
+    let root_cert = tls.ca_cert.as_ref().map(read).transpose()?;
+    redis::Client::build_with_tls(
+        info,
+        redis::TlsCertificates {
+            client_tls,
+            root_cert,
+        },
+    )
+}
+
 enum Failure {
     /// The server did not answer: worth another try.
     Connection(redis::RedisError),
@@ -296,6 +329,16 @@ fn backoff(attempt: u32) -> Duration {
     let base = Duration::from_millis(25).saturating_mul(1 << attempt.min(6));
     base.min(Duration::from_secs(1))
         .mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+/// redis-rs compiles rustls without choosing a crypto provider: without one, the
+/// first `rediss://` connection would panic.
+fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Err means the process already has a provider (another library set one): fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
 }
 
 type Registry = HashMap<ConnectionSettings, Weak<Client>>;

@@ -87,9 +87,17 @@ pub struct ConnectionSettings {
     pub breaker_threshold: u32,
     pub breaker_cooldown: Duration,
     pub eviction_check: EvictionCheck,
+    pub tls: TlsFiles,
 }
 
-/// The resolved settings of one storage instance.
+/// PEM files for `rediss://` URLs: a CA to trust instead of the system's roots, and a
+/// client certificate + key for servers that require them (mutual TLS).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct TlsFiles {
+    pub ca_cert: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
+}
 #[derive(Clone)]
 pub struct Settings {
     pub connection: ConnectionSettings,
@@ -115,6 +123,9 @@ pub const SETTINGS: &[(&str, &str)] = &[
     ("redis_breaker_threshold", "5"),
     ("redis_breaker_cooldown", "2"),
     ("redis_eviction_check", "warn"),
+    ("redis_tls_ca_cert", ""),
+    ("redis_tls_cert", ""),
+    ("redis_tls_key", ""),
 ];
 
 /// Default TTLs in seconds: the LLM cache and community reports can be recomputed.
@@ -300,6 +311,7 @@ impl Settings {
         ];
         let ttl = r.integer(&ttl_names, default_ttl(namespace), 0)?;
 
+        let tls = tls_files(&r, &url)?;
         let connection = ConnectionSettings {
             url,
             username: r.optional_string("redis_username")?,
@@ -314,6 +326,7 @@ impl Settings {
             breaker_threshold: int("redis_breaker_threshold", 0)? as u32,
             breaker_cooldown: secs("redis_breaker_cooldown", false)?,
             eviction_check,
+            tls,
         };
         Ok(Settings {
             connection,
@@ -322,6 +335,41 @@ impl Settings {
             ttl: (ttl > 0).then_some(ttl),
         })
     }
+}
+
+/// TLS files: each must be readable; a certificate needs its key; and they only make
+/// sense with a `rediss://` URL.
+fn tls_files(r: &Resolver<'_>, url: &str) -> Result<TlsFiles> {
+    let mut files = TlsFiles::default();
+    for (name, slot) in [
+        ("redis_tls_ca_cert", &mut files.ca_cert),
+        ("redis_tls_cert", &mut files.cert),
+        ("redis_tls_key", &mut files.key),
+    ] {
+        let (path, origin) = r.string(name, "")?;
+        if path.is_empty() {
+            continue;
+        }
+        if let Err(e) = std::fs::File::open(&path) {
+            return Err(Error::Config(format!(
+                "{origin}: cannot read {path:?}: {e}"
+            )));
+        }
+        if !url.starts_with("rediss://") {
+            return Err(Error::Config(format!(
+                "{origin}: TLS files need a rediss:// URL, got {}",
+                redact_url(url)
+            )));
+        }
+        *slot = Some(path);
+    }
+    if files.cert.is_some() != files.key.is_some() {
+        return Err(Error::Config(
+            "redis_tls_cert and redis_tls_key go together (a client certificate needs its key)"
+                .to_owned(),
+        ));
+    }
+    Ok(files)
 }
 
 /// Every `redis_*` key of a non-environment layer must be a known setting: a typo

@@ -224,6 +224,9 @@ impl Store {
             "eviction_check",
             format!("{:?}", c.eviction_check).to_lowercase(),
         )?;
+        d.set_item("tls_ca_cert", c.tls.ca_cert.as_deref())?;
+        d.set_item("tls_cert", c.tls.cert.as_deref())?;
+        d.set_item("tls_key", c.tls.key.as_deref())?;
         Ok(d)
     }
 }

@@ -123,7 +123,7 @@ def test_none_means_not_set() -> None:
         ("kwargs", {"redis_max_inflight": 0}, "redis_max_inflight in keyword arguments: expected an integer >= 1"),
         ("kwargs", {"redis_max_connections": True}, "got True"),
         ("kwargs", {"redis_url": "http://example.com"}, "redis_url in keyword arguments: invalid Redis URL"),
-        ("kwargs", {"redis_url": "rediss://example.com"}, "TLS"),
+        ("kwargs", {"redis_url": "redis+cluster://example.com"}, "invalid Redis URL"),
         ("kwargs", {"redis_eviction_check": "maybe"}, '"warn", "refuse", "ignore"'),
         ("kwargs", {"redis_key_prefix": ""}, "must be non-empty and contain no ':'"),
         ("kwargs", {"redis_key_prefix": "app:graphrag"}, "contain no ':'"),

@@ -51,7 +51,7 @@ def embedded_redis_server() -> str | None:
     return embedded if os.access(embedded, os.X_OK) else None
 
 
-def _free_port() -> int:
+def free_port() -> int:
     """A port the kernel considers free right now (bind to port 0, read it, release it)."""
     while True:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -97,7 +97,7 @@ class RedisServer:
         if data_dir is not None:
             os.makedirs(data_dir, exist_ok=True)
         self.dir: str = data_dir or tempfile.mkdtemp(prefix="nano-graphrag-redis-")
-        self.port: int = _free_port()
+        self.port: int = free_port()
         self.log_path: str = os.path.join(self.dir, "redis.log")
         self._proc: subprocess.Popen[bytes] | None = None
 
