@@ -174,11 +174,7 @@ impl Store {
 
     /// The Redis key of record `id`.
     fn key(&self, id: &str) -> Vec<u8> {
-        crate::keys::KeySpace::new(
-            &self.inner.settings().key_prefix,
-            &self.inner.settings().namespace,
-        )
-        .key(id)
+        self.inner.key(id)
     }
 
     /// A store of the same namespace and settings whose calls block.

@@ -37,6 +37,11 @@ impl Store {
         &self.settings
     }
 
+    /// The Redis key of record `id`.
+    pub fn key(&self, id: &str) -> Vec<u8> {
+        self.keys.key(id)
+    }
+
     fn client(&self) -> Result<Arc<Client>> {
         let generation = runtime::generation();
         let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
