@@ -24,10 +24,20 @@ __all__ = ["RedisKVStorage", "BlockingRedisKVStorage"]
 Record = Any
 
 
-class _Describe:
-    """What both storages say about themselves, from their core store."""
+class _Facade:
+    """What both storages share: the core store they wrap, and what they say about
+    themselves."""
 
+    namespace: str
+    global_config: dict[str, Any]
     _store: Store
+
+    def _open(
+        self, namespace: str, global_config: dict[str, Any] | None, settings: dict[str, Any], blocking: bool
+    ) -> None:
+        self.namespace = namespace
+        self.global_config = global_config if global_config is not None else {}
+        self._store = Store(namespace, self.global_config, settings or None, blocking)
 
     def redis_key(self, id: str) -> bytes:
         """The Redis key that holds record ``id``."""
@@ -47,7 +57,7 @@ class _Describe:
 
 
 @dataclass(init=False, repr=False, eq=False)
-class RedisKVStorage(_Describe, BaseKVStorage):
+class RedisKVStorage(_Facade, BaseKVStorage):
     """A nano-graphrag ``BaseKVStorage`` that keeps each record as a JSON string in Redis.
 
     Built by GraphRAG as ``RedisKVStorage(namespace=..., global_config=...)``; the
@@ -70,9 +80,7 @@ class RedisKVStorage(_Describe, BaseKVStorage):
         global_config: dict[str, Any] | None = None,
         **settings: Any,
     ) -> None:
-        self.namespace = namespace
-        self.global_config = global_config if global_config is not None else {}
-        self._store = Store(namespace, self.global_config, settings or None, False)
+        self._open(namespace, global_config, settings, blocking=False)
 
     async def all_keys(self) -> list[str]:
         """Every id of this namespace, in no particular order."""
@@ -144,15 +152,12 @@ class RedisKVStorage(_Describe, BaseKVStorage):
         return view
 
 
-class BlockingRedisKVStorage(_Describe):
+class BlockingRedisKVStorage(_Facade):
     """The operations of :class:`RedisKVStorage`, for code without an event loop.
 
     Same constructor, same settings, same results and errors; each call waits for
     Redis with the GIL released, so threads run in parallel.
     """
-
-    namespace: str
-    global_config: dict[str, Any]
 
     def __init__(
         self,
@@ -160,9 +165,7 @@ class BlockingRedisKVStorage(_Describe):
         global_config: dict[str, Any] | None = None,
         **settings: Any,
     ) -> None:
-        self.namespace = namespace
-        self.global_config = global_config if global_config is not None else {}
-        self._store = Store(namespace, self.global_config, settings or None, True)
+        self._open(namespace, global_config, settings, blocking=True)
 
     def all_keys(self) -> list[str]:
         """Every id of this namespace, in no particular order."""
