@@ -94,13 +94,22 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--key-prefix", default=None, help="Redis key prefix (default: $REDIS_KEY_PREFIX or nano_graphrag)"
         )
-        p.add_argument("--batch-size", type=int, default=500, help="records per round trip (default %(default)s)")
+        p.add_argument(
+            "--batch-size", type=_positive_int, default=500, help="records per round trip (default %(default)s)"
+        )
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         if name == "migrate":
             p.add_argument("--dry-run", action="store_true", help="report what would be written, write nothing")
             p.add_argument("--overwrite", action="store_true", help="replace records that already exist")
             p.add_argument("--verify", action="store_true", help="read every record back and compare")
     return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -127,8 +136,6 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     from .migration import MigrationError, find_json_stores, load_json_store, migrate
     from .storage import BlockingRedisKVStorage
 
-    if args.batch_size < 1:
-        raise ConfigError("--batch-size: expected an integer >= 1")
     files = find_json_stores(args.working_dir, args.namespaces)
     if not files:
         raise MigrationError(f"no kv_store_*.json files to migrate in {args.working_dir}")
@@ -160,8 +167,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .migration import STANDARD_NAMESPACES, export
     from .storage import BlockingRedisKVStorage
 
-    if args.batch_size < 1:
-        raise ConfigError("--batch-size: expected an integer >= 1")
     for namespace in args.namespaces or STANDARD_NAMESPACES:
         store = BlockingRedisKVStorage(namespace, **_settings(args))
         path = args.working_dir / f"kv_store_{namespace}.json"
