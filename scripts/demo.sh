@@ -5,6 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
 bash scripts/setup.sh
-exec "$PYTHON" -m nano_graphrag_redis demo "$@"
+exec .venv/bin/python -m nano_graphrag_redis demo "$@"

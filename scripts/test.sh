@@ -4,8 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-PYTHON=${PYTHON:-python3}
 bash scripts/setup.sh
+PYTHON=.venv/bin/python
 
 # The Rust test binaries link libpython; use the one of this interpreter.
 LD_LIBRARY_PATH="$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))')${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
