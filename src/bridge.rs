@@ -60,14 +60,32 @@ where
     Ok(future)
 }
 
+/// How often a blocking call looks for signals (Ctrl-C) while it waits.
+const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// Runs `work` to completion on the runtime, with the GIL released while waiting.
-pub fn block_on<W, T>(py: Python<'_>, work: W) -> crate::errors::Result<T>
+///
+/// The wait is cut into slices; between slices the GIL is taken to run Python's signal
+/// handlers, so Ctrl-C raises `KeyboardInterrupt` within a slice instead of after the
+/// call's deadline. The interrupted call is dropped (cancelled), which a multiplexed
+/// connection handles safely. A fast call never sees a slice end: it costs nothing.
+pub fn block_on<W, T>(py: Python<'_>, work: W) -> PyResult<T>
 where
     W: Future<Output = crate::errors::Result<T>> + Send,
     T: Send,
 {
     let rt = runtime::runtime();
-    py.detach(|| rt.block_on(work))
+    let mut work = std::pin::pin!(work);
+    loop {
+        // The timer is made inside `block_on`: it needs the runtime's context.
+        let slice = py.detach(|| {
+            rt.block_on(async { tokio::time::timeout(SIGNAL_CHECK, work.as_mut()).await })
+        });
+        match slice {
+            Ok(result) => return result.map_err(PyErr::from),
+            Err(_) => py.check_signals()?,
+        }
+    }
 }
 
 fn running_loop<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {

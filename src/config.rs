@@ -36,8 +36,13 @@ pub struct Layer {
 pub enum LayerKind {
     /// The constructor's keyword arguments: may also hold `redis_ttl` for its namespace.
     Arguments,
-    /// A dict of `global_config`: setting names as they are, unknown `redis_*` is an error.
+    /// A dict the user writes for this package (`addon_params`): setting names as they
+    /// are; an unknown `redis_*` key is an error.
     Config,
+    /// The top level of `global_config`, which a host (a factory-style fork) also fills
+    /// with its own `redis_*` settings: an unknown key close to one of ours is a typo
+    /// (an error), any other unknown key belongs to the host and is ignored.
+    Host,
     /// Environment variables: names upper-cased; unrelated `REDIS_*` variables of other
     /// tools are ignored.
     Environment,
@@ -107,26 +112,89 @@ pub struct Settings {
     pub ttl: Option<u64>,
 }
 
-/// The settings every layer may hold (besides `redis_ttl_<namespace>`), with defaults.
-pub const SETTINGS: &[(&str, &str)] = &[
-    ("redis_url", "redis://localhost:6379"),
-    ("redis_username", ""),
-    ("redis_password", ""),
-    ("redis_key_prefix", "nano_graphrag"),
-    ("redis_connection_timeout", "5"),
-    ("redis_socket_timeout", "5"),
-    ("redis_health_check_interval", "30"),
-    ("redis_max_connections", "50"),
-    ("redis_max_inflight", "4096"),
-    ("redis_retry_attempts", "3"),
-    ("redis_retry_deadline", "10"),
-    ("redis_breaker_threshold", "5"),
-    ("redis_breaker_cooldown", "2"),
-    ("redis_eviction_check", "warn"),
-    ("redis_tls_ca_cert", ""),
-    ("redis_tls_cert", ""),
-    ("redis_tls_key", ""),
+/// Which values a setting accepts.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    Text,
+    /// A number of seconds in `(0, max]`, or `[0, max]` when zero is allowed (= off).
+    Seconds {
+        zero_allowed: bool,
+        max: f64,
+    },
+    /// An integer in `[min, max]`.
+    Integer {
+        min: u64,
+        max: u64,
+    },
+}
+
+/// One setting: its name (as in `global_config`; the environment variable is the name
+/// upper-cased), its default and the values it accepts.
+#[derive(Clone, Copy, Debug)]
+pub struct Spec {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub kind: Kind,
+}
+
+const fn text(name: &'static str, default: &'static str) -> Spec {
+    Spec {
+        name,
+        default,
+        kind: Kind::Text,
+    }
+}
+
+const fn seconds(name: &'static str, default: &'static str, zero_allowed: bool, max: f64) -> Spec {
+    Spec {
+        name,
+        default,
+        kind: Kind::Seconds { zero_allowed, max },
+    }
+}
+
+const fn integer(name: &'static str, default: &'static str, min: u64, max: u64) -> Spec {
+    Spec {
+        name,
+        default,
+        kind: Kind::Integer { min, max },
+    }
+}
+
+const HOUR: f64 = 3600.0;
+const DAY: f64 = 86400.0;
+
+/// Every setting (besides `redis_ttl_<namespace>`), with its default and range.
+pub const SETTINGS: &[Spec] = &[
+    text("redis_url", "redis://localhost:6379"),
+    text("redis_username", ""),
+    text("redis_password", ""),
+    text("redis_key_prefix", "nano_graphrag"),
+    seconds("redis_connection_timeout", "5", false, HOUR),
+    seconds("redis_socket_timeout", "5", false, HOUR),
+    seconds("redis_health_check_interval", "30", true, DAY),
+    integer("redis_max_connections", "50", 1, 100_000),
+    integer("redis_max_inflight", "4096", 1, 1_000_000),
+    integer("redis_retry_attempts", "3", 0, 1000),
+    seconds("redis_retry_deadline", "10", false, DAY),
+    integer("redis_breaker_threshold", "5", 0, 1_000_000),
+    seconds("redis_breaker_cooldown", "2", false, HOUR),
+    text("redis_eviction_check", "warn"),
+    text("redis_tls_ca_cert", ""),
+    text("redis_tls_cert", ""),
+    text("redis_tls_key", ""),
 ];
+
+/// The largest TTL, in seconds (about 68 years): far beyond any use, far below what
+/// overflows Redis' millisecond clock.
+pub const MAX_TTL: u64 = i32::MAX as u64;
+
+fn spec(name: &str) -> &'static Spec {
+    SETTINGS
+        .iter()
+        .find(|s| s.name == name)
+        .expect("every setting is in SETTINGS")
+}
 
 /// Default TTLs in seconds: the LLM cache and community reports can be recomputed.
 pub fn default_ttl(namespace: &str) -> u64 {
@@ -205,39 +273,56 @@ impl<'a> Resolver<'a> {
         Ok((!value.is_empty()).then_some(value))
     }
 
-    fn seconds(&self, name: &str, default: f64, allow_zero: bool) -> Result<Duration> {
+    /// A duration setting, checked against its range (NaN and infinities never pass).
+    fn seconds(&self, name: &str) -> Result<Duration> {
+        let spec = spec(name);
+        let Kind::Seconds { zero_allowed, max } = spec.kind else {
+            unreachable!("{name} is not a duration")
+        };
+        let default: f64 = spec.default.parse().expect("numeric default");
         let Some(found) = self.find(name) else {
             return Ok(Duration::from_secs_f64(default));
         };
-        let expected = if allow_zero {
-            "a number of seconds >= 0"
-        } else {
-            "a number of seconds > 0"
-        };
+        let low = if zero_allowed { "[0" } else { "(0" };
+        let expected = format!("a number of seconds in {low}, {max}]");
         let value = match found.raw {
             Raw::Int(i) => *i as f64,
             Raw::Float(f) => *f,
-            Raw::Str(s) => s.trim().parse::<f64>().map_err(|_| bad(&found, expected))?,
-            _ => return Err(bad(&found, expected)),
+            Raw::Str(s) => s
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| bad(&found, &expected))?,
+            _ => return Err(bad(&found, &expected)),
         };
-        let in_range = value.is_finite() && (value > 0.0 || (allow_zero && value == 0.0));
-        if !in_range || value > 1e9 {
-            return Err(bad(&found, expected));
+        let in_range =
+            value.is_finite() && value <= max && (value > 0.0 || (zero_allowed && value == 0.0));
+        if !in_range {
+            return Err(bad(&found, &expected));
         }
         Ok(Duration::from_secs_f64(value))
     }
 
-    fn integer(&self, names: &[String], default: u64, min: u64) -> Result<u64> {
+    /// An integer setting of the table, checked against its range.
+    fn setting_integer(&self, name: &str) -> Result<u64> {
+        let spec = spec(name);
+        let Kind::Integer { min, max } = spec.kind else {
+            unreachable!("{name} is not an integer")
+        };
+        let default = spec.default.parse().expect("integer default");
+        self.integer(&[name.to_owned()], default, min, max)
+    }
+
+    fn integer(&self, names: &[String], default: u64, min: u64, max: u64) -> Result<u64> {
         let Some(found) = self.find_any(names) else {
             return Ok(default);
         };
-        let what = format!("an integer >= {min}");
+        let what = format!("an integer from {min} to {max}");
         let value = match found.raw {
             Raw::Int(i) => u64::try_from(*i).map_err(|_| bad(&found, &what))?,
             Raw::Str(s) => s.trim().parse::<u64>().map_err(|_| bad(&found, &what))?,
             _ => return Err(bad(&found, &what)),
         };
-        if value < min {
+        if !(min..=max).contains(&value) {
             return Err(bad(&found, &what));
         }
         Ok(value)
@@ -264,21 +349,7 @@ impl Settings {
     pub fn resolve(namespace: &str, layers: &[Layer]) -> Result<Settings> {
         check_names(namespace, layers)?;
         let r = Resolver { layers };
-        let default = |name: &str| {
-            SETTINGS
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(_, d)| *d)
-                .expect("every setting has a default")
-        };
-        let secs = |name: &str, allow_zero: bool| {
-            let d: f64 = default(name).parse().expect("numeric default");
-            r.seconds(name, d, allow_zero)
-        };
-        let int = |name: &str, min: u64| {
-            let d: u64 = default(name).parse().expect("integer default");
-            r.integer(&[name.to_owned()], d, min)
-        };
+        let default = |name: &str| spec(name).default;
 
         let (url, url_origin) = r.string("redis_url", default("redis_url"))?;
         validate_url(&url, &url_origin)?;
@@ -309,22 +380,23 @@ impl Settings {
             format!("redis_ttl_{namespace}"),
             ttl_env_name(namespace).to_ascii_lowercase(),
         ];
-        let ttl = r.integer(&ttl_names, default_ttl(namespace), 0)?;
+        let ttl = r.integer(&ttl_names, default_ttl(namespace), 0, MAX_TTL)?;
 
         let tls = tls_files(&r, &url)?;
         let connection = ConnectionSettings {
             url,
             username: r.optional_string("redis_username")?,
             password: r.optional_string("redis_password")?,
-            connection_timeout: secs("redis_connection_timeout", false)?,
-            socket_timeout: secs("redis_socket_timeout", false)?,
-            health_check_interval: secs("redis_health_check_interval", true)?,
-            max_connections: int("redis_max_connections", 1)? as u32,
-            max_inflight: int("redis_max_inflight", 1)? as usize,
-            retry_attempts: int("redis_retry_attempts", 0)? as u32,
-            retry_deadline: secs("redis_retry_deadline", false)?,
-            breaker_threshold: int("redis_breaker_threshold", 0)? as u32,
-            breaker_cooldown: secs("redis_breaker_cooldown", false)?,
+            connection_timeout: r.seconds("redis_connection_timeout")?,
+            socket_timeout: r.seconds("redis_socket_timeout")?,
+            health_check_interval: r.seconds("redis_health_check_interval")?,
+            // Each fits: the table's ranges are far below u32::MAX.
+            max_connections: r.setting_integer("redis_max_connections")? as u32,
+            max_inflight: r.setting_integer("redis_max_inflight")? as usize,
+            retry_attempts: r.setting_integer("redis_retry_attempts")? as u32,
+            retry_deadline: r.seconds("redis_retry_deadline")?,
+            breaker_threshold: r.setting_integer("redis_breaker_threshold")? as u32,
+            breaker_cooldown: r.seconds("redis_breaker_cooldown")?,
             eviction_check,
             tls,
         };
@@ -372,34 +444,80 @@ fn tls_files(r: &Resolver<'_>, url: &str) -> Result<TlsFiles> {
     Ok(files)
 }
 
-/// Every `redis_*` key of a non-environment layer must be a known setting: a typo
+/// Every `redis_*` key the user wrote for this package must be a known setting: a typo
 /// would otherwise silently fall back to a default (the seed's CODEX-001 in disguise).
+/// At the top level of `global_config` a host may keep `redis_*` settings of its own:
+/// there only a near miss of one of ours is an error; other keys are ignored (logged once).
 fn check_names(namespace: &str, layers: &[Layer]) -> Result<()> {
     for layer in layers.iter().filter(|l| l.kind != LayerKind::Environment) {
         for name in layer.values.keys() {
-            let known = SETTINGS.iter().any(|(n, _)| n == name)
+            let known = SETTINGS.iter().any(|s| s.name == name)
                 || name.starts_with("redis_ttl_")
                 || (name == "redis_ttl" && layer.kind == LayerKind::Arguments);
-            if !known {
-                let hint = if name == "redis_ttl" {
-                    format!(" (use redis_ttl_{namespace} here)")
-                } else {
-                    String::new()
-                };
-                return Err(Error::Config(format!(
-                    "unknown setting {name} in {}{hint}",
-                    layer.label
-                )));
+            if known {
+                continue;
             }
+            let near = nearest_setting(name);
+            if layer.kind == LayerKind::Host && near.is_none() && name != "redis_ttl" {
+                log_ignored_once(name, &layer.label);
+                continue;
+            }
+            let hint = match (name.as_str(), near) {
+                ("redis_ttl", _) => format!(" (use redis_ttl_{namespace} here)"),
+                (_, Some(near)) => format!(" (did you mean {near}?)"),
+                _ => String::new(),
+            };
+            return Err(Error::Config(format!(
+                "unknown setting {name} in {}{hint}",
+                layer.label
+            )));
         }
     }
     Ok(())
 }
 
+/// The setting `name` is a likely typo of (at most two edits away).
+fn nearest_setting(name: &str) -> Option<&'static str> {
+    SETTINGS
+        .iter()
+        .map(|s| (edit_distance(name, s.name), s.name))
+        .filter(|(d, _)| *d <= 2)
+        .min()
+        .map(|(_, n)| n)
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+fn log_ignored_once(name: &str, label: &str) {
+    static SEEN: std::sync::Mutex<Option<std::collections::HashSet<String>>> =
+        std::sync::Mutex::new(None);
+    let first = SEEN
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get_or_insert_with(Default::default)
+        .insert(name.to_owned());
+    if first {
+        log::info!(
+            "ignoring {name} in {label}: not a setting of nano-graphrag-redis (the host's own?)"
+        );
+    }
+}
+
 fn validate_url(url: &str, origin: &str) -> Result<()> {
-    use redis::IntoConnectionInfo;
-    url.into_connection_info().map(drop).map_err(|e| {
-        let why = crate::errors::scrub(&e.to_string(), url_password(url).as_deref());
+    parse_url(url).map(drop).map_err(|why| {
         Error::Config(format!(
             "{origin}: invalid Redis URL {}: {why}",
             redact_url(url)
@@ -407,33 +525,88 @@ fn validate_url(url: &str, origin: &str) -> Result<()> {
     })
 }
 
-/// The password part of `scheme://user:password@host...`, if any.
-pub fn url_password(url: &str) -> Option<String> {
-    let (_, rest) = url.split_once("://")?;
-    let authority = rest.split('/').next()?;
-    let (userinfo, _) = authority.rsplit_once('@')?;
-    let (_, password) = userinfo.split_once(':')?;
-    (!password.is_empty()).then(|| password.to_owned())
+/// The URL as redis-rs reads it; the error says why in words that never echo the URL
+/// (redis-rs' own messages may hold parts of it).
+pub fn parse_url(url: &str) -> std::result::Result<redis::ConnectionInfo, String> {
+    use redis::IntoConnectionInfo;
+    url.into_connection_info().map_err(|e| {
+        let why = match e.detail() {
+            Some(detail) if !detail.contains('@') && !detail.contains("://") => detail.to_owned(),
+            _ => "it does not parse".to_owned(),
+        };
+        format!(
+            "{why} (expected redis://[user:password@]host[:port][/db], rediss://... or unix:///path)"
+        )
+    })
 }
 
-/// The URL with its password replaced by `***`.
+/// The password a URL carries (`redis://user:pw@host`, `unix:///sock?pass=pw`), decoded.
+pub fn url_password(url: &str) -> Option<String> {
+    let info = parse_url(url).ok()?;
+    info.redis_settings().password().map(str::to_owned)
+}
+
+/// The URL with every credential replaced by `***`: the password of the userinfo and
+/// the values of `pass`/`password` query parameters. Works on any text, including URLs
+/// that do not parse (a password holding `/` or `@`): everything before the last `@`
+/// of the authority is userinfo. Every URL shown anywhere goes through here.
 pub fn redact_url(url: &str) -> String {
-    match url_password(url) {
-        Some(password) => {
-            let (scheme, rest) = url.split_once("://").expect("url_password found it");
-            let authority_end = rest.find('/').unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(authority_end);
-            let at = authority.rfind('@').expect("url_password found it");
-            let (userinfo, host) = authority.split_at(at);
-            let user = &userinfo[..userinfo.len() - password.len() - 1];
-            format!("{scheme}://{user}:***{host}{path}")
-        }
-        None => url.to_owned(),
+    let (scheme, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (Some(scheme), rest),
+        None => (None, url),
+    };
+    let (before_query, query) = match rest.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (rest, None),
+    };
+    let is_unix = scheme.is_some_and(|s| s.ends_with("unix"));
+    let mut out = String::with_capacity(url.len());
+    if let Some(scheme) = scheme {
+        out.push_str(scheme);
+        out.push_str("://");
     }
+    match before_query.rfind('@').filter(|_| !is_unix) {
+        Some(at) => {
+            let userinfo = &before_query[..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => {
+                    out.push_str(user);
+                    out.push_str(":***");
+                }
+                None => out.push_str(userinfo),
+            }
+            out.push_str(&before_query[at..]);
+        }
+        None => out.push_str(before_query),
+    }
+    if let Some(query) = query {
+        out.push('?');
+        let (params, fragment) = match query.split_once('#') {
+            Some((params, fragment)) => (params, Some(fragment)),
+            None => (query, None),
+        };
+        let redacted: Vec<String> = params
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _))
+                    if key.eq_ignore_ascii_case("pass") || key.eq_ignore_ascii_case("password") =>
+                {
+                    format!("{key}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push_str(&redacted.join("&"));
+        if let Some(fragment) = fragment {
+            out.push('#');
+            out.push_str(fragment);
+        }
+    }
+    out
 }
 
 impl ConnectionSettings {
-    /// Strings that must never leave the process in a message.
+    /// The password, wherever it was given: never to leave the process in a message.
     pub fn secret(&self) -> Option<String> {
         self.password.clone().or_else(|| url_password(&self.url))
     }
@@ -586,7 +759,7 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             err.to_string(),
-            "redis_socket_timeout in global_config['addon_params']: expected a number of seconds > 0, got \"soon\""
+            "redis_socket_timeout in global_config['addon_params']: expected a number of seconds in (0, 3600], got \"soon\""
         );
         let err = Settings::resolve(
             "x",
@@ -606,6 +779,131 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("unknown setting redis_urll"));
+    }
+
+    #[test]
+    fn every_numeric_setting_is_range_checked() {
+        let out_of_range: &[(&str, Raw)] = &[
+            ("redis_max_inflight", Raw::Int(1 << 62)),
+            ("redis_max_inflight", Raw::Int(0)),
+            ("redis_retry_attempts", Raw::Int((1 << 32) + 1)),
+            ("redis_breaker_threshold", Raw::Int(1 << 32)),
+            ("redis_max_connections", Raw::Int(1 << 32)),
+            ("redis_max_connections", Raw::Int(-1)),
+            ("redis_socket_timeout", Raw::Float(f64::NAN)),
+            ("redis_socket_timeout", Raw::Float(f64::INFINITY)),
+            ("redis_socket_timeout", Raw::Str("inf".into())),
+            ("redis_socket_timeout", Raw::Str("nan".into())),
+            ("redis_connection_timeout", Raw::Int(10_000)),
+            ("redis_retry_deadline", Raw::Float(1e12)),
+            ("redis_breaker_cooldown", Raw::Int(0)),
+            ("redis_health_check_interval", Raw::Int(-1)),
+            ("redis_ttl_docs", Raw::Int(1 << 40)),
+            (
+                "redis_max_inflight",
+                Raw::Other("int (out of range)".into()),
+            ),
+        ];
+        for (name, value) in out_of_range {
+            let err = Settings::resolve(
+                "docs",
+                &[layer("keyword arguments", &[(name, value.clone())])],
+            )
+            .expect_err(name);
+            assert!(
+                matches!(&err, Error::Config(m) if m.starts_with(name)),
+                "{name}: {err}"
+            );
+        }
+        let s = Settings::resolve(
+            "docs",
+            &[layer(
+                "keyword arguments",
+                &[
+                    ("redis_health_check_interval", Raw::Int(0)),
+                    ("redis_max_inflight", Raw::Int(1_000_000)),
+                    ("redis_ttl_docs", Raw::Int(MAX_TTL as i64)),
+                ],
+            )],
+        )
+        .unwrap();
+        assert_eq!(s.connection.max_inflight, 1_000_000);
+        assert_eq!(s.ttl, Some(MAX_TTL));
+    }
+
+    #[test]
+    fn host_keys_are_ignored_but_typos_are_not() {
+        let host = |pairs: &[(&str, Raw)]| {
+            let values = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect();
+            Layer::new("global_config", LayerKind::Host, values)
+        };
+        // A fork keeps its own redis_* settings at the top level: not ours, ignored.
+        Settings::resolve("x", &[host(&[("redis_cluster_nodes_hint", Raw::Int(3))])]).unwrap();
+        // A near miss of one of ours is a typo, wherever it is.
+        let err =
+            Settings::resolve("x", &[host(&[("redis_socket_timout", Raw::Int(3))])]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("did you mean redis_socket_timeout?"),
+            "{err}"
+        );
+        let err = Settings::resolve(
+            "x",
+            &[layer(
+                "global_config['addon_params']",
+                &[("redis_anything", Raw::Int(3))],
+            )],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("unknown setting redis_anything"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn every_url_form_is_redacted() {
+        for (url, shown) in [
+            (
+                "redis://user:hunter2@host:6379/0",
+                "redis://user:***@host:6379/0",
+            ),
+            ("redis://:hunter2@h", "redis://:***@h"),
+            (
+                "rediss://u:hunter2@h:1?protocol=resp3",
+                "rediss://u:***@h:1?protocol=resp3",
+            ),
+            ("redis://user:hun/ter2@host", "redis://user:***@host"),
+            ("redis://user:a@b@host:1", "redis://user:***@host:1"),
+            (
+                "unix:///tmp/r.sock?pass=hunter2&db=1",
+                "unix:///tmp/r.sock?pass=***&db=1",
+            ),
+            (
+                "redis+unix:///tmp/r.sock?db=1&password=hunter2",
+                "redis+unix:///tmp/r.sock?db=1&password=***",
+            ),
+            (
+                "redis+cluster://u:hunter2@h1:1,h2:2",
+                "redis+cluster://u:***@h1:1,h2:2",
+            ),
+            (
+                "redis+sentinel://:hunter2@s1:1,s2:2/mymaster",
+                "redis+sentinel://:***@s1:1,s2:2/mymaster",
+            ),
+            ("u:hunter2@host", "u:***@host"),
+            ("redis://h:1", "redis://h:1"),
+            ("redis://user@h", "redis://user@h"),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        assert_eq!(
+            url_password("unix:///tmp/r.sock?pass=hunter2").as_deref(),
+            Some("hunter2")
+        );
     }
 
     #[test]

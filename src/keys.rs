@@ -31,10 +31,10 @@ impl KeySpace {
     }
 
     /// The key of record `id`.
-    pub fn key(&self, id: &str) -> Vec<u8> {
+    pub fn key(&self, id: &[u8]) -> Vec<u8> {
         let mut key = Vec::with_capacity(self.head.len() + id.len());
         key.extend_from_slice(&self.head);
-        key.extend_from_slice(id.as_bytes());
+        key.extend_from_slice(id);
         key
     }
 
@@ -65,7 +65,7 @@ mod tests {
     #[test]
     fn plain_namespaces_keep_the_usual_layout() {
         let ks = KeySpace::new("nano_graphrag", "text_chunks");
-        assert_eq!(ks.key("chunk-1"), b"nano_graphrag:text_chunks:chunk-1");
+        assert_eq!(ks.key(b"chunk-1"), b"nano_graphrag:text_chunks:chunk-1");
         assert_eq!(ks.id(b"nano_graphrag:text_chunks:a:b"), Some(&b"a:b"[..]));
         assert_eq!(ks.pattern(), b"nano_graphrag:text_chunks:*");
     }
@@ -74,9 +74,9 @@ mod tests {
     fn namespace_separator_is_unambiguous() {
         let x = KeySpace::new("p", "x");
         let xy = KeySpace::new("p", "x:y");
-        assert_eq!(xy.key("1"), b"p:x%3Ay:1");
-        assert_ne!(x.key("y:1"), xy.key("1"));
-        assert_eq!(KeySpace::new("p", "100%").key("i"), b"p:100%25:i");
+        assert_eq!(xy.key(b"1"), b"p:x%3Ay:1");
+        assert_ne!(x.key(b"y:1"), xy.key(b"1"));
+        assert_eq!(KeySpace::new("p", "100%").key(b"i"), b"p:100%25:i");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod codec;
 pub mod config;
 pub mod errors;
 pub mod keys;
+pub mod link;
 pub mod py_store;
 pub mod runtime;
 pub mod store;
@@ -21,7 +22,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Rust `log` records go to Python's `logging` (logger names follow the modules,
     // e.g. `nano_graphrag_redis.client`). Ignore a second init (module reloaded).
     let _ = pyo3_log::try_init();
+    errors::init(m.py())?;
     m.add_class::<py_store::Store>()?;
+    m.add_function(wrap_pyfunction!(py_store::redact_url, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -8,11 +8,11 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PySet, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PySet, PyString};
 
 use crate::bridge;
 use crate::codec::{self, Fields};
-use crate::config::{redact_url, Layer, LayerKind, Raw, Settings};
+use crate::config::{self, Layer, LayerKind, Raw, Settings};
 use crate::errors::Error;
 use crate::store::Store as RustStore;
 
@@ -43,7 +43,7 @@ impl Store {
             )?);
         }
         if let Some(config) = global_config {
-            layers.push(layer("global_config", LayerKind::Config, config, true)?);
+            layers.push(layer("global_config", LayerKind::Host, config, true)?);
             if let Some(addon) = config.get_item("addon_params")? {
                 if let Ok(addon) = addon.cast::<PyDict>() {
                     layers.push(layer(
@@ -64,16 +64,15 @@ impl Store {
     }
 
     /// The stored record `id`, or None.
-    fn get(&self, py: Python<'_>, id: String) -> PyResult<Py<PyAny>> {
+    fn get(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let id = one_id(id)?;
         let store = self.inner.clone();
         let work = async move {
             let value = store.get(&id).await?;
             Ok((id, value))
         };
         self.run(py, work, |py, (id, value)| match value {
-            Some(bytes) => Ok(codec::decode_record(py, &id, &bytes, None)?
-                .into_pyobject(py)?
-                .unbind()),
+            Some(bytes) => Ok(decode(py, &id, &bytes, None)?.into_pyobject(py)?.unbind()),
             None => Ok(py.None()),
         })
     }
@@ -97,7 +96,7 @@ impl Store {
             let list = PyList::empty(py);
             for (id, value) in ids.iter().zip(values) {
                 let item = match value {
-                    Some(bytes) => codec::decode_record(py, id, &bytes, fields.as_ref())?,
+                    Some(bytes) => decode(py, id, &bytes, fields.as_ref())?,
                     None => None,
                 };
                 list.append(item)?;
@@ -118,7 +117,7 @@ impl Store {
             let set = PySet::empty(py)?;
             for (id, exists) in ids.iter().zip(exists) {
                 if !exists {
-                    set.add(id)?;
+                    set.add(id_to_py(py, id)?)?;
                 }
             }
             Ok(set.into_any().unbind())
@@ -134,7 +133,8 @@ impl Store {
     }
 
     /// Removes record `id`; True if it existed.
-    fn delete(&self, py: Python<'_>, id: String) -> PyResult<Py<PyAny>> {
+    fn delete(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let id = one_id(id)?;
         let store = self.inner.clone();
         let work = async move { store.delete(&id).await };
         self.run(py, work, |py, existed| {
@@ -147,7 +147,11 @@ impl Store {
         let store = self.inner.clone();
         let work = async move { store.ids().await };
         self.run(py, work, |py, ids| {
-            Ok(PyList::new(py, ids)?.into_any().unbind())
+            let list = PyList::empty(py);
+            for id in &ids {
+                list.append(id_to_py(py, id)?)?;
+            }
+            Ok(list.into_any().unbind())
         })
     }
 
@@ -173,8 +177,8 @@ impl Store {
     }
 
     /// The Redis key of record `id`.
-    fn key(&self, id: &str) -> Vec<u8> {
-        self.inner.key(id)
+    fn key<'py>(&self, py: Python<'py>, id: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(PyBytes::new(py, &self.inner.key(&one_id(id)?)))
     }
 
     /// A store of the same namespace and settings whose calls block.
@@ -196,12 +200,9 @@ impl Store {
         let c = &s.connection;
         let d = PyDict::new(py);
         d.set_item("namespace", &s.namespace)?;
-        d.set_item("url", redact_url(&c.url))?;
+        d.set_item("url", config::redact_url(&c.url))?;
         d.set_item("username", c.username.as_deref())?;
-        d.set_item(
-            "password_set",
-            c.password.is_some() || crate::config::url_password(&c.url).is_some(),
-        )?;
+        d.set_item("password_set", c.secret().is_some())?;
         d.set_item("key_prefix", &s.key_prefix)?;
         d.set_item("ttl", s.ttl)?;
         d.set_item("connection_timeout", c.connection_timeout.as_secs_f64())?;
@@ -291,26 +292,79 @@ fn raw(value: &Bound<'_, PyAny>) -> Raw {
     )
 }
 
-/// Ids as owned strings; anything but `str` is refused with its position.
-fn id_list(ids: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+/// `url` with every credential replaced by `***`; works on any text, even a URL that
+/// does not parse. Every URL this package shows goes through it.
+#[pyfunction]
+pub fn redact_url(url: &str) -> String {
+    config::redact_url(url)
+}
+
+/// An id as the bytes of its key: UTF-8, except that lone surrogates (which UTF-8
+/// cannot hold) are written as Python's `surrogatepass` does, so every `str` id
+/// round-trips through `all_keys`. Anything but `str` is a `SerializationError`.
+fn id_bytes(id: &Bound<'_, PyAny>, what: impl FnOnce() -> String) -> PyResult<Vec<u8>> {
+    match id.cast::<PyString>() {
+        Ok(s) => match s.to_str() {
+            Ok(text) => Ok(text.as_bytes().to_vec()),
+            Err(_) => surrogate_id(s),
+        },
+        Err(_) => Err(Error::Serialization(format!(
+            "ids must be str; {} is of type {}",
+            what(),
+            id.get_type().name()?
+        ))
+        .into()),
+    }
+}
+
+#[cold]
+fn surrogate_id(id: &Bound<'_, PyString>) -> PyResult<Vec<u8>> {
+    let bytes = id.call_method1("encode", ("utf-8", "surrogatepass"))?;
+    Ok(bytes.cast_into::<PyBytes>()?.as_bytes().to_vec())
+}
+
+/// The `str` of an id's bytes (the inverse of [`id_bytes`]). A key written by another
+/// tool that is not even `surrogatepass` UTF-8 comes back with U+FFFD replacements.
+fn id_to_py<'py>(py: Python<'py>, id: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    match std::str::from_utf8(id) {
+        Ok(text) => Ok(PyString::new(py, text)),
+        Err(_) => foreign_id(py, id),
+    }
+}
+
+#[cold]
+fn foreign_id<'py>(py: Python<'py>, id: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    let bytes = PyBytes::new(py, id);
+    let text = bytes
+        .call_method1("decode", ("utf-8", "surrogatepass"))
+        .or_else(|_| bytes.call_method1("decode", ("utf-8", "replace")))?;
+    Ok(text.cast_into::<PyString>()?)
+}
+
+fn one_id(id: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    id_bytes(id, || "this one".to_owned())
+}
+
+/// Ids as key bytes; anything but `str` is refused with its position.
+fn id_list(ids: &Bound<'_, PyAny>) -> PyResult<Vec<Vec<u8>>> {
     if ids.is_instance_of::<PyString>() {
         return Err(Error::Serialization("ids must be a list of str, not a str".to_owned()).into());
     }
     let mut out = Vec::with_capacity(ids.len().unwrap_or(0));
     for (i, id) in ids.try_iter()?.enumerate() {
-        let id = id?;
-        match id.cast::<PyString>() {
-            Ok(s) => out.push(s.to_str()?.to_owned()),
-            Err(_) => {
-                return Err(Error::Serialization(format!(
-                    "ids must be str; item {i} is of type {}",
-                    id.get_type().name()?
-                ))
-                .into())
-            }
-        }
+        out.push(id_bytes(&id?, || format!("item {i}"))?);
     }
     Ok(out)
+}
+
+/// Decodes a stored record; the id only names it in an error.
+fn decode<'py>(
+    py: Python<'py>,
+    id: &[u8],
+    bytes: &[u8],
+    fields: Option<&Fields>,
+) -> PyResult<Option<Bound<'py, PyAny>>> {
+    codec::decode_record(py, &String::from_utf8_lossy(id), bytes, fields)
 }
 
 fn field_set(fields: &Bound<'_, PyAny>) -> PyResult<Fields> {
@@ -327,7 +381,7 @@ fn field_set(fields: &Bound<'_, PyAny>) -> PyResult<Fields> {
 }
 
 /// Encodes every record before anything is sent: one bad value fails the whole batch.
-fn encode_records(data: &Bound<'_, PyAny>) -> PyResult<Vec<(String, Vec<u8>)>> {
+fn encode_records(data: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> {
     let dict = match data.cast::<PyDict>() {
         Ok(d) => d.clone(),
         Err(_) => {
@@ -340,17 +394,8 @@ fn encode_records(data: &Bound<'_, PyAny>) -> PyResult<Vec<(String, Vec<u8>)>> {
     };
     let mut records = Vec::with_capacity(dict.len());
     for (id, value) in dict.iter() {
-        let id = match id.cast::<PyString>() {
-            Ok(s) => s.to_str()?.to_owned(),
-            Err(_) => {
-                return Err(Error::Serialization(format!(
-                    "record ids must be str, got {}",
-                    id.get_type().name()?
-                ))
-                .into())
-            }
-        };
-        let bytes = codec::encode_record(&id, &value)?;
+        let id = id_bytes(&id, || "a record's id".to_owned())?;
+        let bytes = codec::encode_record(&String::from_utf8_lossy(&id), &value)?;
         records.push((id, bytes));
     }
     Ok(records)

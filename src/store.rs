@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
+use futures_util::future::try_join_all;
 use redis::{Cmd, Pipeline};
 
 use crate::client::{self, Client, Request};
@@ -38,7 +39,7 @@ impl Store {
     }
 
     /// The Redis key of record `id`.
-    pub fn key(&self, id: &str) -> Vec<u8> {
+    pub fn key(&self, id: &[u8]) -> Vec<u8> {
         self.keys.key(id)
     }
 
@@ -61,94 +62,109 @@ impl Store {
         self.client.lock().unwrap_or_else(|e| e.into_inner()).take();
     }
 
-    pub async fn get(&self, id: &str) -> Result<Option<Vec<u8>>> {
-        let cmd = redis::cmd("GET").arg(self.keys.key(id)).to_owned();
-        self.client()?.query(Request::Cmd(&cmd)).await
+    /// The stored bytes of record `id`. `MGET` rather than `GET`: a key of another
+    /// type reads as absent here exactly as it does in [`Self::get_many`].
+    pub async fn get(&self, id: &[u8]) -> Result<Option<Vec<u8>>> {
+        let cmd = redis::cmd("MGET").arg(self.keys.key(id)).to_owned();
+        let [value]: [Option<Vec<u8>>; 1] = self.client()?.query(Request::cmd(&cmd)).await?;
+        Ok(value)
     }
 
-    /// Values aligned with `ids` (duplicates kept), in one round trip.
-    pub async fn get_many(&self, ids: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = Pipeline::new();
-        for chunk in ids.chunks(BATCH) {
+    /// Values aligned with `ids` (duplicates kept). Pages of [`BATCH`] keys go out as
+    /// separate requests, all in flight at once: each is small enough that a healthy
+    /// server answers it well within the socket timeout, and a page that fails is
+    /// retried alone.
+    pub async fn get_many(&self, ids: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
+        let client = self.client()?;
+        let pages = ids.chunks(BATCH).map(|chunk| {
             let mut cmd = redis::cmd("MGET");
             for id in chunk {
                 cmd.arg(self.keys.key(id));
             }
-            pipe.add_command(cmd);
-        }
-        let pages: Vec<Vec<Option<Vec<u8>>>> =
-            self.client()?.query(Request::Pipeline(&pipe)).await?;
+            let client = &client;
+            async move {
+                client
+                    .query::<Vec<Option<Vec<u8>>>>(Request::cmd(&cmd))
+                    .await
+            }
+        });
+        let pages = try_join_all(pages).await?;
         Ok(pages.into_iter().flatten().collect())
     }
 
-    /// Which of `ids` are stored, aligned with `ids`, in one round trip.
-    pub async fn exists_many(&self, ids: &[String]) -> Result<Vec<bool>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = Pipeline::new();
-        for id in ids {
-            pipe.cmd("EXISTS").arg(self.keys.key(id));
-        }
-        self.client()?.query(Request::Pipeline(&pipe)).await
+    /// Which of `ids` are stored, aligned with `ids`: pipelined `EXISTS`, paged like
+    /// [`Self::get_many`].
+    pub async fn exists_many(&self, ids: &[Vec<u8>]) -> Result<Vec<bool>> {
+        let client = self.client()?;
+        let pages = ids.chunks(BATCH).map(|chunk| {
+            let mut pipe = Pipeline::with_capacity(chunk.len());
+            for id in chunk {
+                pipe.cmd("EXISTS").arg(self.keys.key(id));
+            }
+            let client = &client;
+            async move { client.query::<Vec<bool>>(Request::pipeline(&pipe)).await }
+        });
+        let pages = try_join_all(pages).await?;
+        Ok(pages.into_iter().flatten().collect())
     }
 
     /// Writes every record whole, all or nothing: one `MSET`, or a `MULTI`/`EXEC` of
     /// `SET key value EX ttl` when the namespace has a TTL (set with the value, never
-    /// as a second step).
-    pub async fn put_many(&self, records: &[(String, Vec<u8>)]) -> Result<()> {
-        if records.is_empty() {
+    /// as a second step). A value larger than the server accepts fails before sending.
+    pub async fn put_many(&self, records: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        let Some((largest_id, largest)) = records.iter().max_by_key(|(_, v)| v.len()) else {
             return Ok(());
-        }
-        let client = self.client()?;
-        match (self.settings.ttl, records) {
-            (None, [(id, value)]) => {
-                let cmd = redis::cmd("SET")
-                    .arg(self.keys.key(id))
-                    .arg(value)
-                    .to_owned();
-                client.query::<()>(Request::Cmd(&cmd)).await
-            }
+        };
+        let single = |id: &[u8], value: &[u8]| match self.settings.ttl {
+            None => redis::cmd("SET")
+                .arg(self.keys.key(id))
+                .arg(value)
+                .to_owned(),
+            Some(ttl) => set_ex(self.keys.key(id), value, ttl),
+        };
+        let write = match (self.settings.ttl, records) {
+            (_, [(id, value)]) => Write::Cmd(single(id, value)),
             (None, _) => {
                 let mut cmd = redis::cmd("MSET");
                 for (id, value) in records {
                     cmd.arg(self.keys.key(id)).arg(value);
                 }
-                client.query::<()>(Request::Cmd(&cmd)).await
-            }
-            (Some(ttl), [(id, value)]) => {
-                let cmd = set_ex(self.keys.key(id), value, ttl);
-                client.query::<()>(Request::Cmd(&cmd)).await
+                Write::Cmd(cmd)
             }
             (Some(ttl), _) => {
-                let mut pipe = Pipeline::new();
+                let mut pipe = Pipeline::with_capacity(records.len());
                 pipe.atomic();
                 for (id, value) in records {
                     pipe.add_command(set_ex(self.keys.key(id), value, ttl))
                         .ignore();
                 }
-                client.query::<()>(Request::Pipeline(&pipe)).await
+                Write::Pipeline(pipe)
             }
-        }
+        };
+        let request = match &write {
+            Write::Cmd(cmd) => Request::cmd(cmd),
+            Write::Pipeline(pipe) => Request::pipeline(pipe),
+        };
+        self.client()?
+            .query::<()>(request.with_largest_value(largest_id, largest.len()))
+            .await
     }
 
     /// Whether the record existed.
-    pub async fn delete(&self, id: &str) -> Result<bool> {
+    pub async fn delete(&self, id: &[u8]) -> Result<bool> {
         let cmd = redis::cmd("UNLINK").arg(self.keys.key(id)).to_owned();
-        let removed: u64 = self.client()?.query(Request::Cmd(&cmd)).await?;
+        let removed: u64 = self.client()?.query(Request::cmd(&cmd)).await?;
         Ok(removed > 0)
     }
 
-    /// Every id of this namespace (in no particular order).
-    pub async fn ids(&self) -> Result<Vec<String>> {
+    /// Every id of this namespace (in no particular order), as stored bytes.
+    pub async fn ids(&self) -> Result<Vec<Vec<u8>>> {
+        // SCAN may return a key twice (when the table is resized mid-scan).
         let mut seen = HashSet::new();
         self.scan(|keys| {
             for key in keys {
                 if let Some(id) = self.keys.id(&key) {
-                    seen.insert(String::from_utf8_lossy(id).into_owned());
+                    seen.insert(id.to_vec());
                 }
             }
             async { Ok(()) }
@@ -172,7 +188,7 @@ impl Store {
                     for key in &keys {
                         cmd.arg(key);
                     }
-                    client.query::<u64>(Request::Cmd(&cmd)).await
+                    client.query::<u64>(Request::cmd(&cmd)).await
                 }
             })
             .await?;
@@ -197,7 +213,7 @@ impl Store {
                 .arg("COUNT")
                 .arg(BATCH)
                 .to_owned();
-            let (next, keys): (u64, Vec<Vec<u8>>) = client.query(Request::Cmd(&cmd)).await?;
+            let (next, keys): (u64, Vec<Vec<u8>>) = client.query(Request::cmd(&cmd)).await?;
             results.push(page(keys).await?);
             if next == 0 {
                 return Ok(results);
@@ -209,8 +225,14 @@ impl Store {
     /// Round trip to the server (connects if needed).
     pub async fn ping(&self) -> Result<()> {
         let cmd: Cmd = redis::cmd("PING");
-        self.client()?.query::<()>(Request::Cmd(&cmd)).await
+        self.client()?.query::<()>(Request::cmd(&cmd)).await
     }
+}
+
+/// A write request, owned until it is sent.
+enum Write {
+    Cmd(Cmd),
+    Pipeline(Pipeline),
 }
 
 fn set_ex(key: Vec<u8>, value: &[u8], ttl: u64) -> Cmd {

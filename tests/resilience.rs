@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{block_on, free_port, records, store, text, RedisServer};
+use common::{block_on, free_port, ids, records, store, text, RedisServer};
 use nano_graphrag_redis::config::Raw;
 use nano_graphrag_redis::errors::Error;
 use nano_graphrag_redis::runtime::runtime;
@@ -61,7 +61,7 @@ fn unreachable_server_is_unavailable_within_seconds() {
     assert!(message.contains(&port.to_string()), "{message}");
     // Reads fail the same way (they are not silently empty).
     assert!(matches!(
-        block_on(store.get("a")),
+        block_on(store.get(b"a")),
         Err(Error::Unavailable(_))
     ));
 }
@@ -152,12 +152,12 @@ fn restarted_server_is_reconnected_on_the_next_operation() {
     // (no warm-up call) and succeed. The restarted server is empty: no persistence.
     server.restart();
     block_on(store.put_many(&records(&[("b", b"2")]))).unwrap();
-    assert_eq!(block_on(store.get("b")).unwrap(), Some(b"2".to_vec()));
-    assert_eq!(block_on(store.get("a")).unwrap(), None);
+    assert_eq!(block_on(store.get(b"b")).unwrap(), Some(b"2".to_vec()));
+    assert_eq!(block_on(store.get(b"a")).unwrap(), None);
 
     // Also when the connection died unnoticed: restart without a failing call between.
     server.restart();
-    assert_eq!(block_on(store.get("b")).unwrap(), None);
+    assert_eq!(block_on(store.get(b"b")).unwrap(), None);
 }
 
 #[test]
@@ -226,24 +226,32 @@ fn breaker_lets_calls_through_again_after_the_cooldown() {
 
 #[test]
 fn server_errors_are_final_and_do_not_trip_the_breaker() {
-    let server = RedisServer::start(&[]);
+    let server = RedisServer::start(&["--maxmemory", "1", "--maxmemory-policy", "noeviction"]);
     let store = store(
         "docs",
         &server.url(),
         &[("redis_breaker_threshold", Raw::Int(1))],
     );
-    // A hash where the store expects a string: the server answers WRONGTYPE.
+    for _ in 0..3 {
+        let message = expect_operation(block_on(store.put_many(&records(&[("a", b"1")]))));
+        assert!(message.contains("OOM"), "{message}");
+    }
+    // The server answered every time: it is up, so the breaker stays closed.
+    block_on(store.ping()).unwrap();
+}
+
+/// A key of another type inside a namespace is not a record of this store: reads
+/// treat it as absent, the same for one id and for many (documented in the README).
+#[test]
+fn a_key_of_another_type_reads_as_absent() {
+    let server = RedisServer::start(&[]);
+    let store = store("docs", &server.url(), &[]);
     let _: () = server
         .conn()
         .hset("nano_graphrag:docs:h", "f", "v")
         .unwrap();
-    for _ in 0..3 {
-        let result = block_on(store.get("h")).map(drop);
-        let message = expect_operation(result);
-        assert!(message.contains("WRONGTYPE"), "{message}");
-    }
-    // The server answered every time: it is up, so the breaker stays closed.
-    block_on(store.ping()).unwrap();
+    assert_eq!(block_on(store.get(b"h")).unwrap(), None);
+    assert_eq!(block_on(store.get_many(&ids(&["h"]))).unwrap(), vec![None]);
 }
 
 #[test]
@@ -280,7 +288,7 @@ fn wrong_password_is_an_operation_error_that_does_not_leak_it() {
         &[("redis_password", text("right-pass-3141"))],
     );
     block_on(right.put_many(&records(&[("a", b"1")]))).unwrap();
-    assert_eq!(block_on(right.get("a")).unwrap(), Some(b"1".to_vec()));
+    assert_eq!(block_on(right.get(b"a")).unwrap(), Some(b"1".to_vec()));
 }
 
 #[test]
@@ -309,7 +317,7 @@ fn evicting_policy_is_refused_or_warned_about_as_configured() {
         );
         block_on(store.put_many(&records(&[("a", b"1")]))).unwrap();
         assert_eq!(
-            block_on(store.get("a")).unwrap(),
+            block_on(store.get(b"a")).unwrap(),
             Some(b"1".to_vec()),
             "{check}"
         );
@@ -333,8 +341,8 @@ fn max_inflight_applies_backpressure_not_errors() {
         &server.url(),
         &[("redis_max_inflight", Raw::Int(4))],
     ));
-    let written: Vec<(String, Vec<u8>)> = (0..50)
-        .map(|i| (format!("id-{i}"), format!("v{i}").into_bytes()))
+    let written: Vec<(Vec<u8>, Vec<u8>)> = (0..50)
+        .map(|i| (format!("id-{i}").into_bytes(), format!("v{i}").into_bytes()))
         .collect();
     block_on(store.put_many(&written)).unwrap();
 
@@ -342,7 +350,8 @@ fn max_inflight_applies_backpressure_not_errors() {
     let calls: Vec<_> = (0..500)
         .map(|i| {
             let store: Arc<Store> = store.clone();
-            runtime().spawn(async move { (i, store.get(&format!("id-{}", i % 50)).await) })
+            runtime()
+                .spawn(async move { (i, store.get(format!("id-{}", i % 50).as_bytes()).await) })
         })
         .collect();
     for call in calls {

@@ -18,7 +18,7 @@ fn dbsize(conn: &mut redis::Connection) -> u64 {
     redis::cmd("DBSIZE").query(conn).expect("DBSIZE")
 }
 
-fn sorted(ids: Vec<String>) -> Vec<String> {
+fn sorted(ids: Vec<Vec<u8>>) -> Vec<Vec<u8>> {
     let mut ids = ids;
     ids.sort();
     ids
@@ -34,17 +34,17 @@ fn put_then_get_round_trips_bytes_under_the_documented_key() {
     block_on(store.put_many(&written)).unwrap();
 
     assert_eq!(
-        block_on(store.get("chunk-1")).unwrap().as_deref(),
+        block_on(store.get(b"chunk-1")).unwrap().as_deref(),
         Some(binary)
     );
     // An empty value is a record, not a miss.
-    assert_eq!(block_on(store.get("empty")).unwrap(), Some(Vec::new()));
-    assert_eq!(block_on(store.get("missing")).unwrap(), None);
+    assert_eq!(block_on(store.get(b"empty")).unwrap(), Some(Vec::new()));
+    assert_eq!(block_on(store.get(b"missing")).unwrap(), None);
 
     // The layout other tools rely on: `{prefix}:{namespace}:{id}`.
     let raw: Vec<u8> = server
         .conn()
-        .get("nano_graphrag:text_chunks:chunk-1")
+        .get(b"nano_graphrag:text_chunks:chunk-1")
         .unwrap();
     assert_eq!(raw, binary);
 }
@@ -75,20 +75,20 @@ fn get_many_stays_aligned_across_mget_pages() {
     let store = store("docs", &server.url(), &[]);
     // 2500 ids span three MGET pages of 1000; every 7th id is never written, so a
     // page that dropped or shifted a slot would misalign everything after it.
-    let all: Vec<String> = (0..2500).map(|i| format!("id-{i}")).collect();
-    let written: Vec<(String, Vec<u8>)> = all
+    let all: Vec<Vec<u8>> = (0..2500).map(|i| format!("id-{i}").into_bytes()).collect();
+    let written: Vec<(Vec<u8>, Vec<u8>)> = all
         .iter()
         .enumerate()
         .filter(|(i, _)| i % 7 != 0)
-        .map(|(_, id)| (id.clone(), format!("value of {id}").into_bytes()))
+        .map(|(i, id)| (id.clone(), format!("value of id-{i}").into_bytes()))
         .collect();
     block_on(store.put_many(&written)).unwrap();
 
     let got = block_on(store.get_many(&all)).unwrap();
     assert_eq!(got.len(), all.len());
     for (i, (id, value)) in all.iter().zip(&got).enumerate() {
-        let expected = (i % 7 != 0).then(|| format!("value of {id}").into_bytes());
-        assert_eq!(value, &expected, "slot {i} ({id})");
+        let expected = (i % 7 != 0).then(|| format!("value of id-{i}").into_bytes());
+        assert_eq!(value, &expected, "slot {i} ({id:?})");
     }
 }
 
@@ -122,7 +122,7 @@ fn put_many_with_ttl_sets_the_expiry_with_every_record() {
             "TTL of {id} is {left}, want (0, {ttl_secs}]"
         );
     }
-    assert_eq!(block_on(store.get("y")).unwrap(), Some(b"2".to_vec()));
+    assert_eq!(block_on(store.get(b"y")).unwrap(), Some(b"2".to_vec()));
 }
 
 #[test]
@@ -179,8 +179,10 @@ fn put_many_is_all_or_nothing_when_the_server_rejects_part_of_a_batch() {
         .unwrap();
 
     let big = vec![b'x'; 128 * 1024];
-    let batch: Vec<(String, Vec<u8>)> = (0..40).map(|i| (format!("r{i}"), big.clone())).collect();
-    let batch_ids: Vec<String> = batch.iter().map(|(id, _)| id.clone()).collect();
+    let batch: Vec<(Vec<u8>, Vec<u8>)> = (0..40)
+        .map(|i| (format!("r{i}").into_bytes(), big.clone()))
+        .collect();
+    let batch_ids: Vec<Vec<u8>> = batch.iter().map(|(id, _)| id.clone()).collect();
 
     for (label, extra) in [
         ("MSET (no TTL)", vec![]),
@@ -210,12 +212,12 @@ fn delete_reports_whether_the_record_existed() {
     let store = store("docs", &server.url(), &[]);
     block_on(store.put_many(&records(&[("a", b"1"), ("b", b"2")]))).unwrap();
 
-    assert!(block_on(store.delete("a")).unwrap());
-    assert!(!block_on(store.delete("a")).unwrap());
-    assert!(!block_on(store.delete("never-written")).unwrap());
-    assert_eq!(block_on(store.get("a")).unwrap(), None);
+    assert!(block_on(store.delete(b"a")).unwrap());
+    assert!(!block_on(store.delete(b"a")).unwrap());
+    assert!(!block_on(store.delete(b"never-written")).unwrap());
+    assert_eq!(block_on(store.get(b"a")).unwrap(), None);
     // Only the named record went.
-    assert_eq!(block_on(store.get("b")).unwrap(), Some(b"2".to_vec()));
+    assert_eq!(block_on(store.get(b"b")).unwrap(), Some(b"2".to_vec()));
 }
 
 #[test]
@@ -227,9 +229,9 @@ fn ids_lists_exactly_this_namespaces_ids() {
     let own = [
         "plain", "a:b", "a:b:c", "*", "?", "[x]", "]", "\\", "h*llo", "", "ünï",
     ];
-    let own_records: Vec<(String, Vec<u8>)> = own
+    let own_records: Vec<(Vec<u8>, Vec<u8>)> = own
         .iter()
-        .map(|id| (id.to_string(), b"v".to_vec()))
+        .map(|id| (id.as_bytes().to_vec(), b"v".to_vec()))
         .collect();
     block_on(store.put_many(&own_records)).unwrap();
 
@@ -244,11 +246,11 @@ fn ids_lists_exactly_this_namespaces_ids() {
     let _: () = conn.set("docs:intruder", "x").unwrap();
     let _: () = conn.set("nano_graphrag:docs", "x").unwrap();
 
-    let expected = sorted(own.iter().map(|id| id.to_string()).collect());
+    let expected = sorted(own.iter().map(|id| id.as_bytes().to_vec()).collect());
     assert_eq!(sorted(block_on(store.ids()).unwrap()), expected);
     assert_eq!(
         block_on(other_prefix.ids()).unwrap(),
-        vec!["intruder".to_owned()]
+        vec![b"intruder".to_vec()]
     );
 }
 
@@ -261,8 +263,8 @@ fn clear_removes_all_its_records_and_nothing_else() {
     let star = store("a*", &url, &[]);
     let ab = store("ab", &url, &[]);
     // 3000 records: more than one SCAN page (and one UNLINK batch) of 1000.
-    let many: Vec<(String, Vec<u8>)> = (0..3000)
-        .map(|i| (format!("r{i}"), b"v".to_vec()))
+    let many: Vec<(Vec<u8>, Vec<u8>)> = (0..3000)
+        .map(|i| (format!("r{i}").into_bytes(), b"v".to_vec()))
         .collect();
     block_on(star.put_many(&many)).unwrap();
     block_on(ab.put_many(&records(&[("r1", b"ab1"), ("r2", b"ab2")]))).unwrap();
@@ -278,7 +280,7 @@ fn clear_removes_all_its_records_and_nothing_else() {
     assert_eq!(block_on(star.ids()).unwrap().len(), 3000);
 
     assert_eq!(block_on(star.clear()).unwrap(), 3000);
-    assert_eq!(block_on(star.ids()).unwrap(), Vec::<String>::new());
+    assert_eq!(block_on(star.ids()).unwrap(), Vec::<Vec<u8>>::new());
     assert_eq!(
         block_on(ab.get_many(&ids(&["r1", "r2"]))).unwrap(),
         vec![Some(b"ab1".to_vec()), Some(b"ab2".to_vec())]
@@ -306,12 +308,12 @@ fn namespace_x_never_sees_records_of_namespace_x_colon_y() {
     block_on(xy.put_many(&records(&[("1", b"of x:y")]))).unwrap();
     block_on(x.put_many(&records(&[("y:2", b"of x")]))).unwrap();
 
-    assert_eq!(block_on(x.get("y:1")).unwrap(), None);
-    assert_eq!(block_on(x.ids()).unwrap(), vec!["y:2".to_owned()]);
-    assert_eq!(block_on(xy.ids()).unwrap(), vec!["1".to_owned()]);
+    assert_eq!(block_on(x.get(b"y:1")).unwrap(), None);
+    assert_eq!(block_on(x.ids()).unwrap(), vec![b"y:2".to_vec()]);
+    assert_eq!(block_on(xy.ids()).unwrap(), vec![b"1".to_vec()]);
 
     assert_eq!(block_on(x.clear()).unwrap(), 1);
-    assert_eq!(block_on(xy.get("1")).unwrap(), Some(b"of x:y".to_vec()));
+    assert_eq!(block_on(xy.get(b"1")).unwrap(), Some(b"of x:y".to_vec()));
 }
 
 #[test]
@@ -333,11 +335,11 @@ fn empty_inputs_do_no_harm() {
     let empty_namespace = common::store("nothing-here", &server.url(), &[]);
     assert_eq!(
         block_on(empty_namespace.ids()).unwrap(),
-        Vec::<String>::new()
+        Vec::<Vec<u8>>::new()
     );
     assert_eq!(block_on(empty_namespace.clear()).unwrap(), 0);
 
     let keys: BTreeSet<String> = conn.keys("*").unwrap();
     assert_eq!(keys, BTreeSet::from(["nano_graphrag:docs:keep".to_owned()]));
-    assert_eq!(block_on(store.get("keep")).unwrap(), Some(b"1".to_vec()));
+    assert_eq!(block_on(store.get(b"keep")).unwrap(), Some(b"1".to_vec()));
 }

@@ -41,7 +41,9 @@ def test_help_everywhere(args: list[str]) -> None:
 
 
 def test_console_script_is_installed() -> None:
-    script = shutil.which("nano-graphrag-redis")
+    # Beside the interpreter: the project's scripts call .venv/bin/python without
+    # putting .venv/bin on PATH.
+    script = shutil.which("nano-graphrag-redis", path=os.path.dirname(sys.executable))
     assert script is not None
     out = subprocess.run([script, "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "demo" in out.stdout

@@ -115,11 +115,20 @@ def test_restart_between_calls_is_retried_transparently() -> None:
         assert kv.get_by_id("a") is None  # reconnected, answered (data is gone)
 
 
-def test_server_error_is_an_operation_error(settings: dict[str, Any], raw: redis.Redis) -> None:
+def test_server_error_is_an_operation_error() -> None:
+    with RedisServer("--maxmemory", "1", "--maxmemory-policy", "noeviction") as server:
+        kv = BlockingRedisKVStorage("x", redis_url=server.url)
+        with pytest.raises(StorageOperationError, match="^the server refused the command: OOM ") as info:
+            kv.upsert({"a": {"v": 1}})
+        assert "\n" not in str(info.value)
+
+
+def test_a_key_of_another_type_reads_as_absent(settings: dict[str, Any], raw: redis.Redis) -> None:
+    # Not a record of this storage: absent for one id and for many alike (README: Semantics).
     kv = BlockingRedisKVStorage("x", **settings)
     raw.rpush(kv.redis_key("list"), b"not a string")
-    with pytest.raises(StorageOperationError, match="WRONGTYPE"):
-        kv.get_by_id("list")
+    assert kv.get_by_id("list") is None
+    assert kv.get_by_ids(["list"]) == [None]
 
 
 def test_eviction_policy_refused_or_warned(caplog: pytest.LogCaptureFixture) -> None:

@@ -6,7 +6,7 @@ changes; settings go in ``addon_params`` (``redis_url``, ...) or the environment
 
 from __future__ import annotations
 
-from ._core import __version__
+from ._core import __version__, redact_url
 from .errors import (
     ConfigError,
     RedisKVError,
@@ -21,6 +21,7 @@ __all__ = [
     "RedisKVStorage",
     "BlockingRedisKVStorage",
     "register",
+    "redact_url",
     "RedisKVError",
     "ConfigError",
     "SerializationError",

@@ -3,8 +3,12 @@
 from collections.abc import Iterable
 from typing import Any, final
 
-__all__ = ["Store", "__version__"]
+__all__ = ["Store", "redact_url", "__version__"]
 __version__: str
+
+def redact_url(url: str) -> str:
+    """``url`` with every credential replaced by ``***`` (userinfo password, ``pass=`` /
+    ``password=`` query values); works on any text, even a URL that does not parse."""
 
 @final
 class Store:

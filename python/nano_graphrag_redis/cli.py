@@ -180,8 +180,11 @@ COMMANDS = {"demo": _cmd_demo, "migrate": _cmd_migrate, "export": _cmd_export}
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # force: importing nano-vectordb (via nano-graphrag) already called basicConfig(INFO).
     logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+        level=logging.DEBUG if args.debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        force=True,
     )
     try:
         return COMMANDS[args.command](args)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._core import redact_url
 from .errors import StorageUnavailableError
 from .local_server import RedisServer
 from .migration import STANDARD_NAMESPACES
@@ -85,14 +86,14 @@ def _reachable(url: str, prefix: str) -> bool:
 @contextlib.contextmanager
 def _redis(url: str, prefix: str, data_dir: Path, say: Callable[[str], None]) -> Iterator[tuple[str, bool]]:
     if _reachable(url, prefix):
-        say(f"Redis: {url} (reachable)")
+        say(f"Redis: {redact_url(url)} (reachable)")
         yield url, False
         return
     # AOF on: the throwaway server's data outlives it, so a second run sees the cache.
     server = RedisServer("--appendonly", "yes", data_dir=str(data_dir))
     server.start()
     say(
-        f"Redis: nothing reachable at {url}; started a throwaway redis-server "
+        f"Redis: nothing reachable at {redact_url(url)}; started a throwaway redis-server "
         f"({server.binary}) on {server.url}, data kept in {data_dir}"
     )
     try:

@@ -224,15 +224,15 @@ pub fn store(namespace: &str, url: &str, extra: &[(&str, Raw)]) -> Store {
     Store::new(settings(namespace, url, extra))
 }
 
-/// `ids` as owned strings, for `get_many` / `exists_many`.
-pub fn ids(ids: &[&str]) -> Vec<String> {
-    ids.iter().map(|id| (*id).to_owned()).collect()
+/// `ids` as owned key bytes, for `get_many` / `exists_many`.
+pub fn ids(ids: &[&str]) -> Vec<Vec<u8>> {
+    ids.iter().map(|id| id.as_bytes().to_vec()).collect()
 }
 
 /// Records `(id, value)` with the value's bytes.
-pub fn records(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+pub fn records(pairs: &[(&str, &[u8])]) -> Vec<(Vec<u8>, Vec<u8>)> {
     pairs
         .iter()
-        .map(|(id, value)| ((*id).to_owned(), value.to_vec()))
+        .map(|(id, value)| (id.as_bytes().to_vec(), value.to_vec()))
         .collect()
 }
