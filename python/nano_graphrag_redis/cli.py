@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ConfigError, RedisKVError
 
-DEFAULT_URL = "redis://localhost:6379"
+DEFAULT_URL = "redis://localhost:6379"  # the same as demo.DEFAULT_URL (not imported: demo is heavy)
 
 
 def _common(defaults: bool) -> argparse.ArgumentParser:
@@ -27,7 +27,9 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--redis-url",
-        default=os.environ.get("REDIS_URL", DEFAULT_URL) if defaults else argparse.SUPPRESS,
+        # None, not $REDIS_URL or DEFAULT_URL: the demo must know whether a URL was given
+        # (see _redis_url).
+        default=None if defaults else argparse.SUPPRESS,
         help=f"Redis URL (default: $REDIS_URL or {DEFAULT_URL}); the password may also come from $REDIS_PASSWORD",
     )
     common.add_argument(
@@ -54,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         help="run GraphRAG on Redis end to end (starts a throwaway redis-server if none is reachable)",
         description="Insert a small bundled text into GraphRAG on Redis and ask a question. Without "
         "OPENAI_API_KEY a built-in offline deterministic model answers. Run it twice: the second run "
-        "is served from the Redis LLM cache.",
+        "is served from the Redis LLM cache. A URL you give (--redis-url or $REDIS_URL) is used, and the demo "
+        f"fails if it cannot reach it; only when none is given and nothing answers at {DEFAULT_URL} does it "
+        "start a throwaway redis-server.",
     )
     demo.add_argument(
         "--working-dir",
@@ -65,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--question", default=None, help="the question to ask")
     demo.add_argument("--mode", choices=["local", "global", "naive"], default="global", help="query mode")
     demo.add_argument("--key-prefix", default="nano_graphrag_demo", help="Redis key prefix (default %(default)s)")
+    demo.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show nano-graphrag's log (its progress lines show whenever stdout is a terminal)",
+    )
 
     for name, helptext, description in [
         (
@@ -112,8 +121,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _redis_url(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The URL the user gave and where it came from (``--redis-url``, else
+    ``$REDIS_URL``), or ``(None, "")`` when they gave none."""
+    if args.redis_url is not None:
+        return args.redis_url, "--redis-url"
+    if "REDIS_URL" in os.environ:
+        return os.environ["REDIS_URL"], "REDIS_URL"
+    return None, ""
+
+
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    settings: dict[str, Any] = {"redis_url": args.redis_url}
+    url, _ = _redis_url(args)
+    settings: dict[str, Any] = {"redis_url": DEFAULT_URL if url is None else url}
     if getattr(args, "key_prefix", None):
         settings["redis_key_prefix"] = args.key_prefix
     return settings
@@ -128,7 +148,16 @@ def _progress(total: int, label: str, quiet: bool) -> Any:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DEFAULT_QUESTION, run_demo
 
-    run_demo(args.redis_url, args.working_dir, args.question or DEFAULT_QUESTION, args.mode, args.key_prefix)
+    url, given_by = _redis_url(args)
+    run_demo(
+        url,
+        args.working_dir,
+        args.question or DEFAULT_QUESTION,
+        args.mode,
+        args.key_prefix,
+        given_by=given_by,
+        verbose=args.verbose or args.debug,
+    )
     return 0
 
 
@@ -180,9 +209,11 @@ COMMANDS = {"demo": _cmd_demo, "migrate": _cmd_migrate, "export": _cmd_export}
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    level = logging.DEBUG if args.debug else logging.INFO if getattr(args, "verbose", False) else logging.WARNING
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    # basicConfig does nothing when the root logger already has a handler, and importing
+    # nano-graphrag (nano-vectordb) installs one at INFO: set the level in any case.
+    logging.getLogger().setLevel(level)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as e:
