@@ -111,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--dry-run", action="store_true", help="report what would be written, write nothing")
             p.add_argument("--overwrite", action="store_true", help="replace records that already exist")
             p.add_argument("--verify", action="store_true", help="read every record back and compare")
+        else:
+            p.add_argument(
+                "--allow-empty",
+                action="store_true",
+                help="write the files even when no namespace has a record (otherwise that is an error)",
+            )
     return parser
 
 
@@ -165,9 +171,20 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     from .migration import MigrationError, find_json_stores, load_json_store, migrate
     from .storage import BlockingRedisKVStorage
 
-    files = find_json_stores(args.working_dir, args.namespaces)
+    if not args.working_dir.is_dir():
+        what = "is not a directory" if args.working_dir.exists() else "does not exist"
+        raise MigrationError(f"working directory {args.working_dir} {what}")
+    files = find_json_stores(args.working_dir)
     if not files:
         raise MigrationError(f"no kv_store_*.json files to migrate in {args.working_dir}")
+    if args.namespaces:
+        unknown = [ns for ns in dict.fromkeys(args.namespaces) if ns not in files]
+        if unknown:
+            names = ", ".join(f"{ns!r} (kv_store_{ns}.json)" for ns in unknown)
+            raise MigrationError(
+                f"no such namespace in {args.working_dir}: {names}; namespaces there: {', '.join(files)}"
+            )
+        files = {ns: path for ns, path in files.items() if ns in args.namespaces}
     # Read and check every file before writing anything.
     loaded = {namespace: load_json_store(path) for namespace, path in files.items()}
     failed = False
@@ -193,14 +210,25 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .migration import STANDARD_NAMESPACES, export
+    from .migration import STANDARD_NAMESPACES, MigrationError, read_records, write_json_store
     from .storage import BlockingRedisKVStorage
 
-    for namespace in args.namespaces or STANDARD_NAMESPACES:
-        store = BlockingRedisKVStorage(namespace, **_settings(args))
-        path = args.working_dir / f"kv_store_{namespace}.json"
-        count = export(store, path, args.batch_size)
-        print(f"{namespace}: {count} records -> {path}")
+    namespaces = dict.fromkeys(args.namespaces or STANDARD_NAMESPACES)  # in order, without repeats
+    stores = [BlockingRedisKVStorage(ns, **_settings(args)) for ns in namespaces]
+    # Every namespace's ids first: an export with no record at all is refused before any
+    # file is written (a wrong prefix, URL or database would otherwise "succeed").
+    ids = {store.namespace: sorted(store.all_keys()) for store in stores}
+    if not any(ids.values()) and not args.allow_empty:
+        prefix = stores[0].settings()["key_prefix"]
+        raise MigrationError(
+            f"nothing to export: no records under key prefix {prefix!r} in {', '.join(ids)} "
+            "(check --redis-url, --key-prefix and the database; --allow-empty writes the empty files anyway)"
+        )
+    for store in stores:
+        path = args.working_dir / f"kv_store_{store.namespace}.json"
+        data = read_records(store, ids[store.namespace], args.batch_size)
+        write_json_store(path, data)
+        print(f"{store.namespace}: {len(data)} records -> {path}")
     return 0
 
 
