@@ -25,6 +25,10 @@ from nano_graphrag._storage import JsonKVStorage
 class ForkOwnRedisKVStorage:
     """The fork's built-in Redis backend (the one the seed review found wanting)."""
 
+    def __init__(self, namespace, global_config, **kwargs):
+        self.namespace = namespace
+        self.global_config = global_config
+
 
 class StorageFactory:
     _kv_backends = {}

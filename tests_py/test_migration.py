@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -149,3 +151,82 @@ def test_migrated_data_is_what_redis_py_sees(json_run: Path, settings: dict[str,
     kv = BlockingRedisKVStorage("community_reports", **settings)
     for rid, record in records.items():
         assert json.loads(raw.get(kv.redis_key(rid))) == record
+
+
+def test_export_with_no_records_fails_and_writes_nothing(
+    tmp_path: Path, settings: dict[str, Any], prefix: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "rollback"
+    assert cli(settings, "export", "--working-dir", str(target)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("nano-graphrag-redis: error: nothing to export:")
+    assert f"key prefix {prefix!r}" in err
+    for ns in NAMESPACES:
+        assert ns in err
+    assert not target.exists()
+
+    assert cli(settings, "export", "--working-dir", str(target), "--allow-empty") == 0
+    for ns in NAMESPACES:
+        assert load(target / f"kv_store_{ns}.json") == {}
+
+
+def test_export_with_some_empty_namespaces_writes_them(
+    tmp_path: Path, settings: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An expired cache or reports namespace is a normal state: only an export with no
+    record at all is refused."""
+    BlockingRedisKVStorage("full_docs", **settings).upsert({"d": {"content": "c"}})
+    assert cli(settings, "export", "--working-dir", str(tmp_path)) == 0
+    assert "community_reports: 0 records" in capsys.readouterr().out
+    assert load(tmp_path / "kv_store_full_docs.json") == {"d": {"content": "c"}}
+    assert load(tmp_path / "kv_store_community_reports.json") == {}
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_exported_files_follow_the_umask(tmp_path: Path, settings: dict[str, Any], umask: int, mode: int) -> None:
+    BlockingRedisKVStorage("full_docs", **settings).upsert({"d": {"content": "c"}})
+    previous = os.umask(umask)
+    try:
+        assert cli(settings, "export", "--working-dir", str(tmp_path), "--namespace", "full_docs") == 0
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "kv_store_full_docs.json").stat().st_mode) == mode
+
+
+def test_export_keeps_the_mode_of_the_file_it_replaces(tmp_path: Path, settings: dict[str, Any]) -> None:
+    BlockingRedisKVStorage("full_docs", **settings).upsert({"d": {"content": "c"}})
+    target = tmp_path / "kv_store_full_docs.json"
+    target.write_text("{}", encoding="utf-8")
+    target.chmod(0o640)
+    assert cli(settings, "export", "--working-dir", str(tmp_path), "--namespace", "full_docs") == 0
+    assert load(target) == {"d": {"content": "c"}}
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640
+
+
+def test_migrate_from_a_missing_directory(
+    tmp_path: Path, settings: dict[str, Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nosuch"
+    assert cli(settings, "migrate", "--working-dir", str(missing)) == 1
+    assert capsys.readouterr().err == f"nano-graphrag-redis: error: working directory {missing} does not exist\n"
+    a_file = tmp_path / "file"
+    a_file.write_text("", encoding="utf-8")
+    assert cli(settings, "migrate", "--working-dir", str(a_file)) == 1
+    assert capsys.readouterr().err == f"nano-graphrag-redis: error: working directory {a_file} is not a directory\n"
+    assert cli(settings, "migrate", "--working-dir", str(tmp_path)) == 1
+    assert "no kv_store_*.json files" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("namespaces", [["nosuch"], ["full_docs", "nosuch"]])
+def test_migrate_an_unknown_namespace(
+    json_run: Path, settings: dict[str, Any], capsys: pytest.CaptureFixture[str], namespaces: list[str]
+) -> None:
+    args = [arg for ns in namespaces for arg in ("--namespace", ns)]
+    assert cli(settings, "migrate", "--working-dir", str(json_run), *args) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"no such namespace in {json_run}: 'nosuch' (kv_store_nosuch.json)" in err
+    there = err.split("namespaces there: ")[1].strip().split(", ")
+    assert set(NAMESPACES) <= set(there)
+    for ns in NAMESPACES:  # nothing written, not even the namespace that exists
+        assert BlockingRedisKVStorage(ns, **settings).all_keys() == []

@@ -74,3 +74,24 @@ def test_entry_point_discovery(fork: types.ModuleType, tmp_path: Path) -> None:
     kv: Any = factory.create_kv_storage("redis", "text_chunks", {})
     assert isinstance(kv, RedisKVStorage)
     assert isinstance(factory.create_kv_storage("json", "x", {"working_dir": str(tmp_path)}), JsonKVStorage)
+
+
+def test_a_reset_factory_forgets_the_registration(fork: types.ModuleType, tmp_path: Path) -> None:
+    """Registration lives in the factory's class-level tables of one process: a reset
+    (as the fork's own tests do, ``StorageFactory._kv_backends = {}``) drops it, and
+    register() must run again."""
+    factory = factory_of(fork)
+    register(factory)
+    assert type(factory.create_kv_storage("redis", "x", {})) is RedisKVStorage
+
+    factory._kv_backends = {}  # emptied: the built-ins come back, "redis" is the fork's own again, silently
+    assert type(factory.create_kv_storage("redis", "x", {})).__name__ == "ForkOwnRedisKVStorage"
+    register(factory)
+    assert type(factory.create_kv_storage("redis", "x", {})) is RedisKVStorage
+
+    factory._kv_backends = {"json": lambda: JsonKVStorage}  # reset to a table without "redis"
+    with pytest.raises(ValueError, match="Unknown KV backend: redis"):
+        factory.create_kv_storage("redis", "x", {})
+    register(factory)
+    assert type(factory.create_kv_storage("redis", "x", {})) is RedisKVStorage
+    assert isinstance(factory.create_kv_storage("json", "x", {"working_dir": str(tmp_path)}), JsonKVStorage)

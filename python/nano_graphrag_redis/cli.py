@@ -17,7 +17,7 @@ from typing import Any
 
 from .errors import ConfigError, RedisKVError
 
-DEFAULT_URL = "redis://localhost:6379"
+DEFAULT_URL = "redis://localhost:6379"  # the same as demo.DEFAULT_URL (not imported: demo is heavy)
 
 
 def _common(defaults: bool) -> argparse.ArgumentParser:
@@ -27,7 +27,9 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--redis-url",
-        default=os.environ.get("REDIS_URL", DEFAULT_URL) if defaults else argparse.SUPPRESS,
+        # None, not $REDIS_URL or DEFAULT_URL: the demo must know whether a URL was given
+        # (see _redis_url).
+        default=None if defaults else argparse.SUPPRESS,
         help=f"Redis URL (default: $REDIS_URL or {DEFAULT_URL}); the password may also come from $REDIS_PASSWORD",
     )
     common.add_argument(
@@ -54,7 +56,9 @@ def _parser() -> argparse.ArgumentParser:
         help="run GraphRAG on Redis end to end (starts a throwaway redis-server if none is reachable)",
         description="Insert a small bundled text into GraphRAG on Redis and ask a question. Without "
         "OPENAI_API_KEY a built-in offline deterministic model answers. Run it twice: the second run "
-        "is served from the Redis LLM cache.",
+        "is served from the Redis LLM cache. A URL you give (--redis-url or $REDIS_URL) is used, and the demo "
+        f"fails if it cannot reach it; only when none is given and nothing answers at {DEFAULT_URL} does it "
+        "start a throwaway redis-server.",
     )
     demo.add_argument(
         "--working-dir",
@@ -65,6 +69,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--question", default=None, help="the question to ask")
     demo.add_argument("--mode", choices=["local", "global", "naive"], default="global", help="query mode")
     demo.add_argument("--key-prefix", default="nano_graphrag_demo", help="Redis key prefix (default %(default)s)")
+    demo.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also show nano-graphrag's log (its progress lines show whenever stdout is a terminal)",
+    )
 
     for name, helptext, description in [
         (
@@ -102,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--dry-run", action="store_true", help="report what would be written, write nothing")
             p.add_argument("--overwrite", action="store_true", help="replace records that already exist")
             p.add_argument("--verify", action="store_true", help="read every record back and compare")
+        else:
+            p.add_argument(
+                "--allow-empty",
+                action="store_true",
+                help="write the files even when no namespace has a record (otherwise that is an error)",
+            )
     return parser
 
 
@@ -112,8 +127,19 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _redis_url(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The URL the user gave and where it came from (``--redis-url``, else
+    ``$REDIS_URL``), or ``(None, "")`` when they gave none."""
+    if args.redis_url is not None:
+        return args.redis_url, "--redis-url"
+    if "REDIS_URL" in os.environ:
+        return os.environ["REDIS_URL"], "REDIS_URL"
+    return None, ""
+
+
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    settings: dict[str, Any] = {"redis_url": args.redis_url}
+    url, _ = _redis_url(args)
+    settings: dict[str, Any] = {"redis_url": DEFAULT_URL if url is None else url}
     if getattr(args, "key_prefix", None):
         settings["redis_key_prefix"] = args.key_prefix
     return settings
@@ -128,7 +154,16 @@ def _progress(total: int, label: str, quiet: bool) -> Any:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DEFAULT_QUESTION, run_demo
 
-    run_demo(args.redis_url, args.working_dir, args.question or DEFAULT_QUESTION, args.mode, args.key_prefix)
+    url, given_by = _redis_url(args)
+    run_demo(
+        url,
+        args.working_dir,
+        args.question or DEFAULT_QUESTION,
+        args.mode,
+        args.key_prefix,
+        given_by=given_by,
+        verbose=args.verbose or args.debug,
+    )
     return 0
 
 
@@ -136,9 +171,20 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
     from .migration import MigrationError, find_json_stores, load_json_store, migrate
     from .storage import BlockingRedisKVStorage
 
-    files = find_json_stores(args.working_dir, args.namespaces)
+    if not args.working_dir.is_dir():
+        what = "is not a directory" if args.working_dir.exists() else "does not exist"
+        raise MigrationError(f"working directory {args.working_dir} {what}")
+    files = find_json_stores(args.working_dir)
     if not files:
         raise MigrationError(f"no kv_store_*.json files to migrate in {args.working_dir}")
+    if args.namespaces:
+        unknown = [ns for ns in dict.fromkeys(args.namespaces) if ns not in files]
+        if unknown:
+            names = ", ".join(f"{ns!r} (kv_store_{ns}.json)" for ns in unknown)
+            raise MigrationError(
+                f"no such namespace in {args.working_dir}: {names}; namespaces there: {', '.join(files)}"
+            )
+        files = {ns: path for ns, path in files.items() if ns in args.namespaces}
     # Read and check every file before writing anything.
     loaded = {namespace: load_json_store(path) for namespace, path in files.items()}
     failed = False
@@ -164,14 +210,25 @@ def _cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .migration import STANDARD_NAMESPACES, export
+    from .migration import STANDARD_NAMESPACES, MigrationError, read_records, write_json_store
     from .storage import BlockingRedisKVStorage
 
-    for namespace in args.namespaces or STANDARD_NAMESPACES:
-        store = BlockingRedisKVStorage(namespace, **_settings(args))
-        path = args.working_dir / f"kv_store_{namespace}.json"
-        count = export(store, path, args.batch_size)
-        print(f"{namespace}: {count} records -> {path}")
+    namespaces = dict.fromkeys(args.namespaces or STANDARD_NAMESPACES)  # in order, without repeats
+    stores = [BlockingRedisKVStorage(ns, **_settings(args)) for ns in namespaces]
+    # Every namespace's ids first: an export with no record at all is refused before any
+    # file is written (a wrong prefix, URL or database would otherwise "succeed").
+    ids = {store.namespace: sorted(store.all_keys()) for store in stores}
+    if not any(ids.values()) and not args.allow_empty:
+        prefix = stores[0].settings()["key_prefix"]
+        raise MigrationError(
+            f"nothing to export: no records under key prefix {prefix!r} in {', '.join(ids)} "
+            "(check --redis-url, --key-prefix and the database; --allow-empty writes the empty files anyway)"
+        )
+    for store in stores:
+        path = args.working_dir / f"kv_store_{store.namespace}.json"
+        data = read_records(store, ids[store.namespace], args.batch_size)
+        write_json_store(path, data)
+        print(f"{store.namespace}: {len(data)} records -> {path}")
     return 0
 
 
@@ -180,12 +237,9 @@ COMMANDS = {"demo": _cmd_demo, "migrate": _cmd_migrate, "export": _cmd_export}
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # force: importing nano-vectordb (via nano-graphrag) already called basicConfig(INFO).
-    logging.basicConfig(
-        level=logging.DEBUG if args.debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    level = logging.DEBUG if args.debug else logging.INFO if getattr(args, "verbose", False) else logging.WARNING
+    # force: importing nano-graphrag (nano-vectordb) already called basicConfig(INFO).
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     try:
         return COMMANDS[args.command](args)
     except ConfigError as e:

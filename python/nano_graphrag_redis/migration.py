@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
+import secrets
+import stat
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,8 @@ __all__ = [
     "load_json_store",
     "migrate",
     "export",
+    "read_records",
+    "write_json_store",
 ]
 
 STANDARD_NAMESPACES = ("full_docs", "text_chunks", "llm_response_cache", "community_reports")
@@ -114,21 +117,45 @@ def verify_records(records: dict[str, Any], store: BlockingRedisKVStorage, batch
     return mismatched
 
 
-def export(store: BlockingRedisKVStorage, path: Path, batch_size: int = 500) -> int:
-    """Writes every record of ``store`` to ``path`` as JsonKVStorage does
-    (``json.dump(..., indent=2, ensure_ascii=False)``), through a temp file and an
-    atomic rename, so an interrupted export never leaves a truncated file. Returns the
-    number of records."""
-    ids = sorted(store.all_keys())
+def read_records(
+    store: BlockingRedisKVStorage, ids: Iterable[str] | None = None, batch_size: int = 500
+) -> dict[str, Any]:
+    """``{id: record}`` of ``ids`` (default: every id of ``store``), sorted by id, read in
+    batches. Ids whose record is gone by the time it is read (expired) are left out."""
+    ordered = sorted(store.all_keys() if ids is None else ids)
     data: dict[str, Any] = {}
-    for batch in _batches(ids, batch_size):
+    for batch in _batches(ordered, batch_size):
         for rid, record in zip(batch, store.get_by_ids(batch), strict=True):
             if record is not None:  # expired between the scan and the read
                 data[rid] = record
+    return data
+
+
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new, empty temp file next to ``path``, created as ``open(path, "w")`` would
+    create ``path``: mode 0666 minus the umask (tempfile.mkstemp would make it 0600)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
+def write_json_store(path: Path, data: dict[str, Any]) -> None:
+    """Writes ``data`` to ``path`` as JsonKVStorage does
+    (``json.dump(..., indent=2, ensure_ascii=False)``), through a temp file and an
+    atomic rename, so an interrupted write never leaves a truncated file. The file gets
+    the permissions ``open(path, "w")`` would give it: an existing file's mode is kept,
+    a new file follows the umask (0644 under umask 022)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
+            try:
+                os.fchmod(f.fileno(), stat.S_IMODE(path.stat().st_mode))
+            except FileNotFoundError:
+                pass  # a new file: the umask already applied
             json.dump(data, f, indent=2, ensure_ascii=False)
             f.flush()
             os.fsync(f.fileno())
@@ -136,4 +163,11 @@ def export(store: BlockingRedisKVStorage, path: Path, batch_size: int = 500) -> 
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def export(store: BlockingRedisKVStorage, path: Path, batch_size: int = 500) -> int:
+    """Writes every record of ``store`` to ``path`` (see :func:`write_json_store`).
+    Returns the number of records."""
+    data = read_records(store, batch_size=batch_size)
+    write_json_store(path, data)
     return len(data)

@@ -18,6 +18,7 @@ from typing import Any
 from nano_graphrag.base import BaseKVStorage
 
 from ._core import Store
+from .fork_compat import BlockingForkCompat, ForkCompat
 
 __all__ = ["RedisKVStorage", "BlockingRedisKVStorage"]
 
@@ -57,7 +58,7 @@ class _Facade:
 
 
 @dataclass(init=False, repr=False, eq=False)
-class RedisKVStorage(_Facade, BaseKVStorage):
+class RedisKVStorage(_Facade, ForkCompat, BaseKVStorage):
     """A nano-graphrag ``BaseKVStorage`` that keeps each record as a JSON string in Redis.
 
     Built by GraphRAG as ``RedisKVStorage(namespace=..., global_config=...)``; the
@@ -72,6 +73,11 @@ class RedisKVStorage(_Facade, BaseKVStorage):
     Every method may raise :class:`~nano_graphrag_redis.errors.RedisKVError`
     subclasses: ``StorageUnavailableError`` (unreachable after retries),
     ``StorageOperationError`` (the server said no), ``SerializationError``.
+
+    :class:`~nano_graphrag_redis.fork_compat.ForkCompat` adds what the
+    remcohendriks/nano-graphrag fork's backups, health check and stats call
+    (``_prefix``, ``_redis_client``, ``_ensure_initialized``, ``get_stats``); the fork
+    finds them by this class's name, so keep it (a subclass is named differently).
     """
 
     def __init__(
@@ -152,7 +158,7 @@ class RedisKVStorage(_Facade, BaseKVStorage):
         return view
 
 
-class BlockingRedisKVStorage(_Facade):
+class BlockingRedisKVStorage(_Facade, BlockingForkCompat):
     """The operations of :class:`RedisKVStorage`, for code without an event loop.
 
     Same constructor, same settings, same results and errors; each call waits for
