@@ -1,9 +1,4 @@
-//! A client of one Redis server, shared by every store with the same settings.
-//!
-//! One multiplexed socket carries all commands (many in flight at once), so
-//! concurrency never needs more sockets: there is no pool to run dry. What bounds the
-//! load is a semaphore of `max_inflight` permits: callers past it wait (backpressure),
-//! they do not fail.
+//! Requests, how one attempt can fail, and the retry loop every topology shares.
 //!
 //! A request (one command or one pipeline) is retried after a connection failure
 //! (every command sent here is idempotent):
@@ -18,29 +13,26 @@
 //! The circuit breaker (see `breaker.rs`) makes new calls fail fast while the server
 //! stays down; calls already retrying wait for its probe within their deadline.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::future::Future;
 use std::time::Instant;
 
-use redis::{Cmd, FromRedisValue, IntoConnectionInfo, Pipeline};
-use tokio::sync::Semaphore;
+use redis::{Cmd, Pipeline};
 
-use crate::config::{ConnectionSettings, TlsFiles};
-use crate::errors::{self, Error, Result};
-use crate::link::{self, DialFailure, Link};
-use crate::runtime;
+use crate::config::ConnectionSettings;
+use crate::errors::{Error, Result};
+use crate::link;
 
 /// One request: a command or a pipeline (a `MULTI`/`EXEC` transaction when atomic),
 /// with the size of its largest value so the server's limit is checked before sending.
 #[derive(Clone, Copy)]
 pub struct Request<'a> {
-    kind: Kind<'a>,
+    pub(crate) kind: Kind<'a>,
     /// `(record id, bytes)` of the largest value in the request.
     largest: Option<(&'a [u8], usize)>,
 }
 
 #[derive(Clone, Copy)]
-enum Kind<'a> {
+pub(crate) enum Kind<'a> {
     Cmd(&'a Cmd),
     Pipeline(&'a Pipeline),
 }
@@ -68,7 +60,7 @@ impl<'a> Request<'a> {
 
     /// A value the server would refuse is a final error, found before sending: sent,
     /// it would make the server close the connection (and look like an outage).
-    fn check_size(&self, limits: link::ServerLimits) -> Result<()> {
+    pub(crate) fn check_size(&self, limits: link::ServerLimits) -> Result<()> {
         match self.largest {
             Some((id, len)) if len as u64 > limits.max_bulk_len => Err(Error::Operation(format!(
                 "record {:?} is {len} bytes, more than the server accepts (proto-max-bulk-len {} bytes); nothing was written",
@@ -80,19 +72,13 @@ impl<'a> Request<'a> {
     }
 }
 
-pub struct Client {
-    settings: ConnectionSettings,
-    secret: Option<String>,
-    link: Link,
-    inflight: Semaphore,
-}
-
 /// How one attempt failed; each retryable failure holds its reason, described and
 /// scrubbed.
-enum Failure {
+pub enum Failure {
     /// No connection could be had (the request was not sent).
     Dial(String),
-    /// Sent, and the connection failed under it (reset, stall).
+    /// Sent, and the connection failed under it (reset, stall), or the request went to
+    /// the wrong node (a cluster redirect): try again at once.
     Sent(String),
     /// The server is busy or failing over (`LOADING`, `TRYAGAIN`, ...): try again later.
     Busy(String),
@@ -100,72 +86,41 @@ enum Failure {
     Final(Error),
 }
 
-impl Client {
-    fn new(settings: ConnectionSettings) -> Result<Client> {
-        install_crypto_provider();
-        let secret = settings.secret();
-        let mut info = settings
-            .url
-            .as_str()
-            .into_connection_info()
-            .map_err(|e| Error::from_redis(&e, secret.as_deref()))?;
-        let mut redis_info = info.redis_settings().clone().set_skip_set_lib_name();
-        if let Some(username) = &settings.username {
-            redis_info = redis_info.set_username(username);
-        }
-        if let Some(password) = &settings.password {
-            redis_info = redis_info.set_password(password);
-        }
-        info = info.set_redis_settings(redis_info);
-        let redis = open_client(info, &settings.tls)
-            .map_err(|e| Error::from_redis(&e, secret.as_deref()))?;
-        Ok(Client {
-            link: Link::new(redis, &settings),
-            inflight: Semaphore::new(settings.max_inflight),
-            secret,
-            settings,
-        })
-    }
-
-    pub fn settings(&self) -> &ConnectionSettings {
-        &self.settings
-    }
-
-    /// Runs `request`, retrying connection-level failures; returns the typed reply.
-    pub async fn query<T: FromRedisValue>(&self, request: Request<'_>) -> Result<T> {
-        let deadline = Instant::now() + self.settings.retry_deadline;
-        let mut last: Option<String> = None;
-        let outcome =
-            tokio::time::timeout_at(deadline.into(), self.retry(request, &mut last)).await;
-        match outcome {
-            Ok(result) => result,
-            Err(_) => Err(self.unavailable(
-                last.as_deref(),
-                &format!(
-                    "gave up at redis_retry_deadline = {}s",
-                    self.settings.retry_deadline.as_secs_f64()
-                ),
-            )),
-        }
-    }
-
-    async fn retry<T: FromRedisValue>(
-        &self,
-        request: Request<'_>,
-        last: &mut Option<String>,
-    ) -> Result<T> {
-        let attempts = self.settings.retry_attempts;
+/// Runs `attempt` until it succeeds, fails for good, runs out of retries or reaches the
+/// deadline. `attempt` gets `retrying`: whether an earlier attempt failed (such calls
+/// wait for an open breaker's probe instead of failing fast). `server` names the
+/// server in messages.
+pub async fn with_retries<T, F, Fut>(
+    settings: &ConnectionSettings,
+    server: impl Fn() -> String,
+    mut attempt: F,
+) -> Result<T>
+where
+    F: FnMut(bool) -> Fut,
+    Fut: Future<Output = std::result::Result<T, Failure>>,
+{
+    let deadline = Instant::now() + settings.retry_deadline;
+    let attempts = settings.retry_attempts;
+    let mut last: Option<String> = None;
+    let unavailable = |why: Option<&str>, how: &str| {
+        Error::Unavailable(format!(
+            "Redis at {} is unavailable: {}; {how}",
+            server(),
+            why.unwrap_or("no connection")
+        ))
+    };
+    let retries = async {
         let mut retries = 0u32;
         loop {
-            let (err, busy) = match self.attempt(request, last.is_some()).await {
+            let (why, busy) = match attempt(last.is_some()).await {
                 Ok(value) => return Ok(value),
                 Err(Failure::Final(err)) => return Err(err),
-                Err(Failure::Dial(err)) | Err(Failure::Sent(err)) => (err, false),
-                Err(Failure::Busy(err)) => (err, true),
+                Err(Failure::Dial(why)) | Err(Failure::Sent(why)) => (why, false),
+                Err(Failure::Busy(why)) => (why, true),
             };
             if retries >= attempts {
-                return Err(self.unavailable(
-                    Some(&err),
+                return Err(unavailable(
+                    Some(&why),
                     &format!(
                         "tried {} times (redis_retry_attempts = {attempts})",
                         retries + 1
@@ -173,142 +128,22 @@ impl Client {
                 ));
             }
             retries += 1;
-            log::debug!("retrying after: {err}");
+            log::debug!("retrying after: {why}");
+            last = Some(why);
             if busy {
                 // The server answered "not now": reconnecting would not help, waiting does.
                 tokio::time::sleep(link::backoff(retries)).await;
             }
-            *last = Some(err);
         }
-    }
-
-    async fn attempt<T: FromRedisValue>(
-        &self,
-        request: Request<'_>,
-        retrying: bool,
-    ) -> std::result::Result<T, Failure> {
-        let _permit = self
-            .inflight
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
-        let up = self
-            .link
-            .connection(retrying)
-            .await
-            .map_err(|failure| match failure {
-                DialFailure::Connection(err) => Failure::Dial(err),
-                DialFailure::Final(err) => Failure::Final(err),
-            })?;
-        request.check_size(up.limits).map_err(Failure::Final)?;
-        let mut conn = up.conn;
-        let send = async {
-            match request.kind {
-                Kind::Cmd(cmd) => cmd.query_async::<T>(&mut conn).await,
-                Kind::Pipeline(pipe) => pipe.query_async::<T>(&mut conn).await,
-            }
-        };
-        let reply = up.progress.watch(self.settings.socket_timeout, send).await;
-        match reply {
-            Ok(value) => {
-                up.progress.touch();
-                self.link.healthy();
-                Ok(value)
-            }
-            Err(err) if errors::is_connection_failure(&err) => {
-                let why = errors::describe(&err, self.secret());
-                self.link.broken(up.id, &why);
-                Err(Failure::Sent(why))
-            }
-            Err(err) => {
-                // The server answered: it is up, whatever it said.
-                up.progress.touch();
-                self.link.healthy();
-                if errors::is_busy(&err) {
-                    Err(Failure::Busy(errors::describe(&err, self.secret())))
-                } else {
-                    Err(Failure::Final(Error::from_redis(&err, self.secret())))
-                }
-            }
-        }
-    }
-
-    fn secret(&self) -> Option<&str> {
-        self.secret.as_deref()
-    }
-
-    fn unavailable(&self, why: Option<&str>, how: &str) -> Error {
-        let why = why.unwrap_or("no connection");
-        Error::Unavailable(format!(
-            "Redis at {} is unavailable: {why}; {how}",
-            self.link.describe_server()
-        ))
-    }
-}
-
-/// A redis-rs client; with TLS files, one that trusts that CA and/or presents that
-/// client certificate (`rediss://` without files uses the system's roots).
-fn open_client(info: redis::ConnectionInfo, tls: &TlsFiles) -> redis::RedisResult<redis::Client> {
-    if *tls == TlsFiles::default() {
-        return redis::Client::open(info);
-    }
-    let read = |path: &String| {
-        std::fs::read(path).map_err(|e| {
-            redis::RedisError::from((
-                redis::ErrorKind::InvalidClientConfig,
-                "cannot read a TLS file",
-                format!("{path}: {e}"),
-            ))
-        })
     };
-    let client_tls = match (&tls.cert, &tls.key) {
-        (Some(cert), Some(key)) => Some(redis::ClientTlsConfig {
-            client_cert: read(cert)?,
-            client_key: read(key)?,
-        }),
-        _ => None,
-    };
-    let root_cert = tls.ca_cert.as_ref().map(read).transpose()?;
-    redis::Client::build_with_tls(
-        info,
-        redis::TlsCertificates {
-            client_tls,
-            root_cert,
-        },
-    )
-}
-
-/// redis-rs compiles rustls without choosing a crypto provider: without one, the
-/// first `rediss://` connection would panic.
-fn install_crypto_provider() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        // Err means the process already has a provider (another library set one): fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-}
-
-type Registry = HashMap<ConnectionSettings, Weak<Client>>;
-static CLIENTS: Mutex<Option<(u64, Registry)>> = Mutex::new(None);
-
-/// The client for `settings`, shared with every store that uses the same settings.
-/// Creating one does no I/O: the connection opens on the first command.
-pub fn shared(settings: &ConnectionSettings) -> Result<Arc<Client>> {
-    let generation = runtime::generation();
-    let mut slot = CLIENTS.lock().unwrap_or_else(|e| e.into_inner());
-    if slot.as_ref().is_none_or(|(g, _)| *g != generation) {
-        // A forked child must not touch the parent's connections: leak them.
-        if let Some(stale) = slot.take() {
-            std::mem::forget(stale);
-        }
-        *slot = Some((generation, HashMap::new()));
+    match tokio::time::timeout_at(deadline.into(), retries).await {
+        Ok(result) => result,
+        Err(_) => Err(unavailable(
+            last.as_deref(),
+            &format!(
+                "gave up at redis_retry_deadline = {}s",
+                settings.retry_deadline.as_secs_f64()
+            ),
+        )),
     }
-    let registry = &mut slot.as_mut().expect("set above").1;
-    if let Some(client) = registry.get(settings).and_then(Weak::upgrade) {
-        return Ok(client);
-    }
-    registry.retain(|_, weak| weak.strong_count() > 0);
-    let client = Arc::new(Client::new(settings.clone())?);
-    registry.insert(settings.clone(), Arc::downgrade(&client));
-    Ok(client)
 }

@@ -10,6 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 use crate::errors::{Error, Result};
+use crate::urls;
 
 /// A setting's value as a source gave it, before validation.
 #[derive(Clone, Debug, PartialEq)]
@@ -79,7 +80,9 @@ pub enum EvictionCheck {
 /// Everything that identifies a connection: instances that agree on all of it share one.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct ConnectionSettings {
+    /// As the user gave it (shown only through [`redact_url`]).
     pub url: String,
+    pub mode: Mode,
     pub username: Option<String>,
     pub password: Option<String>,
     pub connection_timeout: Duration,
@@ -93,6 +96,38 @@ pub struct ConnectionSettings {
     pub breaker_cooldown: Duration,
     pub eviction_check: EvictionCheck,
     pub tls: TlsFiles,
+}
+
+/// Which servers hold the data.
+#[derive(Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Mode {
+    /// One server (`redis://`, `rediss://`, `unix://`).
+    Single,
+    /// A Redis Cluster, discovered from these seed nodes (`redis[s]://...` each).
+    Cluster { seeds: Vec<String> },
+    /// The master that Sentinel names.
+    Sentinel(SentinelSettings),
+}
+
+impl Mode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Mode::Single => "single",
+            Mode::Cluster { .. } => "cluster",
+            Mode::Sentinel(_) => "sentinel",
+        }
+    }
+}
+
+/// The sentinels, the master they watch, and how to talk to the sentinels themselves
+/// (their credentials and TLS may differ from the master's).
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct SentinelSettings {
+    pub url: urls::SentinelUrl,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub tls: bool,
 }
 
 /// PEM files for `rediss://` URLs: a CA to trust instead of the system's roots, and a
@@ -116,6 +151,8 @@ pub struct Settings {
 #[derive(Clone, Copy, Debug)]
 pub enum Kind {
     Text,
+    /// true/false (also "1"/"0", "yes"/"no" from the environment).
+    Flag,
     /// A number of seconds in `(0, max]`, or `[0, max]` when zero is allowed (= off).
     Seconds {
         zero_allowed: bool,
@@ -142,6 +179,14 @@ const fn text(name: &'static str, default: &'static str) -> Spec {
         name,
         default,
         kind: Kind::Text,
+    }
+}
+
+const fn flag(name: &'static str, default: &'static str) -> Spec {
+    Spec {
+        name,
+        default,
+        kind: Kind::Flag,
     }
 }
 
@@ -183,6 +228,10 @@ pub const SETTINGS: &[Spec] = &[
     text("redis_tls_ca_cert", ""),
     text("redis_tls_cert", ""),
     text("redis_tls_key", ""),
+    flag("redis_cluster", "false"),
+    text("redis_sentinel_username", ""),
+    text("redis_sentinel_password", ""),
+    flag("redis_sentinel_tls", ""),
 ];
 
 /// The largest TTL, in seconds (about 68 years): far beyond any use, far below what
@@ -273,6 +322,25 @@ impl<'a> Resolver<'a> {
         Ok((!value.is_empty()).then_some(value))
     }
 
+    /// A true/false setting; `None` when not set and its default is empty.
+    fn flag(&self, name: &str) -> Result<Option<bool>> {
+        let Some(found) = self.find(name) else {
+            return Ok(spec(name).default.parse().ok());
+        };
+        let expected = "true or false";
+        match found.raw {
+            Raw::Bool(b) => Ok(Some(*b)),
+            Raw::Int(0) => Ok(Some(false)),
+            Raw::Int(1) => Ok(Some(true)),
+            Raw::Str(s) => match s.trim().to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "on" => Ok(Some(true)),
+                "false" | "0" | "no" | "off" => Ok(Some(false)),
+                _ => Err(bad(&found, expected)),
+            },
+            _ => Err(bad(&found, expected)),
+        }
+    }
+
     /// A duration setting, checked against its range (NaN and infinities never pass).
     fn seconds(&self, name: &str) -> Result<Duration> {
         let spec = spec(name);
@@ -352,7 +420,7 @@ impl Settings {
         let default = |name: &str| spec(name).default;
 
         let (url, url_origin) = r.string("redis_url", default("redis_url"))?;
-        validate_url(&url, &url_origin)?;
+        let mode = resolve_mode(&r, &url, &url_origin)?;
         let (eviction, eviction_origin) =
             r.string("redis_eviction_check", default("redis_eviction_check"))?;
         let eviction_check = match eviction.as_str() {
@@ -385,6 +453,7 @@ impl Settings {
         let tls = tls_files(&r, &url)?;
         let connection = ConnectionSettings {
             url,
+            mode,
             username: r.optional_string("redis_username")?,
             password: r.optional_string("redis_password")?,
             connection_timeout: r.seconds("redis_connection_timeout")?,
@@ -409,6 +478,32 @@ impl Settings {
     }
 }
 
+/// The topology: from the URL's scheme, or `redis_cluster` with a plain URL.
+fn resolve_mode(r: &Resolver<'_>, url: &str, origin: &str) -> Result<Mode> {
+    let cluster_flag = r.flag("redis_cluster")?.unwrap_or(false);
+    match parse_url(url, origin)? {
+        urls::Parsed::Single if cluster_flag => {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://")) {
+                return Err(Error::Config(format!(
+                    "redis_cluster: a cluster needs a redis:// or rediss:// seed URL, got {}",
+                    urls::redact(url)
+                )));
+            }
+            Ok(Mode::Cluster {
+                seeds: vec![url.to_owned()],
+            })
+        }
+        urls::Parsed::Single => Ok(Mode::Single),
+        urls::Parsed::Cluster { seeds } => Ok(Mode::Cluster { seeds }),
+        urls::Parsed::Sentinel(url) => Ok(Mode::Sentinel(SentinelSettings {
+            tls: r.flag("redis_sentinel_tls")?.unwrap_or(url.tls),
+            username: r.optional_string("redis_sentinel_username")?,
+            password: r.optional_string("redis_sentinel_password")?,
+            url,
+        })),
+    }
+}
+
 /// TLS files: each must be readable; a certificate needs its key; and they only make
 /// sense with a `rediss://` URL.
 fn tls_files(r: &Resolver<'_>, url: &str) -> Result<TlsFiles> {
@@ -427,7 +522,7 @@ fn tls_files(r: &Resolver<'_>, url: &str) -> Result<TlsFiles> {
                 "{origin}: cannot read {path:?}: {e}"
             )));
         }
-        if !url.starts_with("rediss://") {
+        if !url.starts_with("rediss") {
             return Err(Error::Config(format!(
                 "{origin}: TLS files need a rediss:// URL, got {}",
                 redact_url(url)
@@ -516,99 +611,25 @@ fn log_ignored_once(name: &str, label: &str) {
     }
 }
 
-fn validate_url(url: &str, origin: &str) -> Result<()> {
-    parse_url(url).map(drop).map_err(|why| {
+/// What `url` names, or a `ConfigError` naming the setting, that never echoes a password.
+fn parse_url(url: &str, origin: &str) -> Result<urls::Parsed> {
+    urls::parse(url).map_err(|why| {
         Error::Config(format!(
             "{origin}: invalid Redis URL {}: {why}",
-            redact_url(url)
+            urls::redact(url)
         ))
     })
 }
 
-/// The URL as redis-rs reads it; the error says why in words that never echo the URL
-/// (redis-rs' own messages may hold parts of it).
-pub fn parse_url(url: &str) -> std::result::Result<redis::ConnectionInfo, String> {
-    use redis::IntoConnectionInfo;
-    url.into_connection_info().map_err(|e| {
-        let why = match e.detail() {
-            Some(detail) if !detail.contains('@') && !detail.contains("://") => detail.to_owned(),
-            _ => "it does not parse".to_owned(),
-        };
-        format!(
-            "{why} (expected redis://[user:password@]host[:port][/db], rediss://... or unix:///path)"
-        )
-    })
-}
-
-/// The password a URL carries (`redis://user:pw@host`, `unix:///sock?pass=pw`), decoded.
-pub fn url_password(url: &str) -> Option<String> {
-    let info = parse_url(url).ok()?;
-    info.redis_settings().password().map(str::to_owned)
-}
-
-/// The URL with every credential replaced by `***`: the password of the userinfo and
-/// the values of `pass`/`password` query parameters. Works on any text, including URLs
-/// that do not parse (a password holding `/` or `@`): everything before the last `@`
-/// of the authority is userinfo. Every URL shown anywhere goes through here.
+/// `url` with every credential replaced by `***` (see [`urls::redact`]).
 pub fn redact_url(url: &str) -> String {
-    let (scheme, rest) = match url.split_once("://") {
-        Some((scheme, rest)) => (Some(scheme), rest),
-        None => (None, url),
-    };
-    let (before_query, query) = match rest.split_once('?') {
-        Some((head, query)) => (head, Some(query)),
-        None => (rest, None),
-    };
-    let is_unix = scheme.is_some_and(|s| s.ends_with("unix"));
-    let mut out = String::with_capacity(url.len());
-    if let Some(scheme) = scheme {
-        out.push_str(scheme);
-        out.push_str("://");
-    }
-    match before_query.rfind('@').filter(|_| !is_unix) {
-        Some(at) => {
-            let userinfo = &before_query[..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => {
-                    out.push_str(user);
-                    out.push_str(":***");
-                }
-                None => out.push_str(userinfo),
-            }
-            out.push_str(&before_query[at..]);
-        }
-        None => out.push_str(before_query),
-    }
-    if let Some(query) = query {
-        out.push('?');
-        let (params, fragment) = match query.split_once('#') {
-            Some((params, fragment)) => (params, Some(fragment)),
-            None => (query, None),
-        };
-        let redacted: Vec<String> = params
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _))
-                    if key.eq_ignore_ascii_case("pass") || key.eq_ignore_ascii_case("password") =>
-                {
-                    format!("{key}=***")
-                }
-                _ => pair.to_owned(),
-            })
-            .collect();
-        out.push_str(&redacted.join("&"));
-        if let Some(fragment) = fragment {
-            out.push('#');
-            out.push_str(fragment);
-        }
-    }
-    out
+    urls::redact(url)
 }
 
 impl ConnectionSettings {
     /// The password, wherever it was given: never to leave the process in a message.
     pub fn secret(&self) -> Option<String> {
-        self.password.clone().or_else(|| url_password(&self.url))
+        self.password.clone().or_else(|| urls::password(&self.url))
     }
 }
 
@@ -616,6 +637,7 @@ impl fmt::Debug for ConnectionSettings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConnectionSettings")
             .field("url", &redact_url(&self.url))
+            .field("mode", &self.mode.name())
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("connection_timeout", &self.connection_timeout)
@@ -901,7 +923,7 @@ mod tests {
             assert_eq!(redact_url(url), shown, "{url}");
         }
         assert_eq!(
-            url_password("unix:///tmp/r.sock?pass=hunter2").as_deref(),
+            urls::password("unix:///tmp/r.sock?pass=hunter2").as_deref(),
             Some("hunter2")
         );
     }

@@ -58,7 +58,24 @@ pub fn is_connection_failure(err: &RedisError) -> bool {
 
 /// The server is there but cannot serve right now: loading its dataset, failing over.
 pub fn is_busy(err: &RedisError) -> bool {
-    matches!(err.code(), Some("LOADING" | "MASTERDOWN" | "TRYAGAIN"))
+    server_error(err).is_some_and(|(code, _)| {
+        matches!(
+            code.as_str(),
+            "LOADING" | "MASTERDOWN" | "TRYAGAIN" | "CLUSTERDOWN"
+        )
+    })
+}
+
+/// The request went to a server that does not hold its key (any more): a cluster
+/// redirect, or a write to a replica (a master demoted by a failover).
+pub fn is_redirect(err: &RedisError) -> bool {
+    server_error(err).is_some_and(|(code, _)| matches!(code.as_str(), "MOVED" | "ASK"))
+        || is_readonly(err)
+}
+
+/// A write reached a replica: the master this client knew was demoted.
+pub fn is_readonly(err: &RedisError) -> bool {
+    server_error(err).is_some_and(|(code, _)| code == "READONLY")
 }
 
 /// Errors while connecting that no retry will fix and that must reach the caller
@@ -78,16 +95,18 @@ const MAX_CLIENTS: &str = "max number of clients reached";
 
 /// The server's own `(CODE, detail)`, taken out of redis-rs' wrappers: a pipeline
 /// error lists every failed command, and the first one says why.
+/// (A transaction aborted by `EXECABORT` says why in the errors of its commands.)
 fn server_error(err: &RedisError) -> Option<(String, String)> {
-    if let Some(code) = err.code() {
-        return Some((code.to_owned(), err.detail().unwrap_or_default().to_owned()));
+    if let Some(errors) = err.clone().into_server_errors() {
+        if let Some((_, first)) = errors.first() {
+            return Some((
+                first.code().to_owned(),
+                first.details().unwrap_or_default().to_owned(),
+            ));
+        }
     }
-    let errors = err.clone().into_server_errors()?;
-    let (_, first) = errors.first()?;
-    Some((
-        first.code().to_owned(),
-        first.details().unwrap_or_default().to_owned(),
-    ))
+    let code = err.code()?;
+    Some((code.to_owned(), err.detail().unwrap_or_default().to_owned()))
 }
 
 /// One line describing `err`, in this package's words, keeping the server's reason;

@@ -11,9 +11,12 @@ pub mod config;
 pub mod errors;
 pub mod keys;
 pub mod link;
+pub mod node;
 pub mod py_store;
 pub mod runtime;
 pub mod store;
+pub mod topology;
+pub mod urls;
 
 use pyo3::prelude::*;
 

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
-use futures_util::future::Either;
+use futures_util::future::{BoxFuture, Either};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, RedisResult};
 use tokio::sync::watch;
@@ -77,12 +77,44 @@ struct State {
     last_final: Option<Error>,
 }
 
+/// Where a link dials: a fixed server, or the server a resolver names at the time of
+/// the dial (the master behind Sentinel).
+pub trait Target: Send + Sync + 'static {
+    /// The client to dial now.
+    fn resolve(&self) -> BoxFuture<'_, Result<redis::Client, DialFailure>>;
+
+    /// Checks a fresh connection before any request uses it (Sentinel: that the server
+    /// is still a master).
+    fn verify<'a>(
+        &'a self,
+        _conn: &'a mut MultiplexedConnection,
+    ) -> BoxFuture<'a, Result<(), DialFailure>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// The server, for messages (never with credentials).
+    fn describe(&self) -> String;
+}
+
+/// A server at a fixed address.
+pub struct Fixed(pub redis::Client);
+
+impl Target for Fixed {
+    fn resolve(&self) -> BoxFuture<'_, Result<redis::Client, DialFailure>> {
+        Box::pin(async { Ok(self.0.clone()) })
+    }
+
+    fn describe(&self) -> String {
+        self.0.get_connection_info().addr().to_string()
+    }
+}
+
 pub struct Link {
     inner: Arc<Inner>,
 }
 
 struct Inner {
-    redis: redis::Client,
+    target: Box<dyn Target>,
     config: AsyncConnectionConfig,
     settings: ConnectionSettings,
     secret: Option<String>,
@@ -92,14 +124,14 @@ struct Inner {
 }
 
 impl Link {
-    pub fn new(redis: redis::Client, settings: &ConnectionSettings) -> Link {
+    pub fn new(target: Box<dyn Target>, settings: &ConnectionSettings) -> Link {
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(settings.connection_timeout))
             // Requests are timed by progress (see `Progress`), not by redis-rs.
             .set_response_timeout(None);
         let link = Link {
             inner: Arc::new(Inner {
-                redis,
+                target,
                 config,
                 secret: settings.secret(),
                 breaker: Breaker::new(settings.breaker_threshold, settings.breaker_cooldown),
@@ -168,6 +200,18 @@ impl Link {
         self.inner.broken(id, why);
     }
 
+    /// Drops the live connection without counting a failure: the next request dials
+    /// again (Sentinel: the master moved).
+    pub fn invalidate(&self, why: &str) {
+        let mut state = self.inner.state();
+        if matches!(state.phase, Stage::Up(_)) {
+            state.phase = Stage::Down;
+            state.next_dial = Instant::now();
+            drop(state);
+            log::info!("leaving Redis at {}: {why}", self.inner.describe_server());
+        }
+    }
+
     /// A reply arrived: the server is up.
     pub fn healthy(&self) {
         self.inner.breaker.success();
@@ -222,7 +266,7 @@ impl Inner {
     }
 
     fn describe_server(&self) -> String {
-        self.redis.get_connection_info().addr().to_string()
+        self.target.describe()
     }
 
     fn scrub(&self, err: &RedisError) -> String {
@@ -257,12 +301,14 @@ impl Inner {
 
     async fn dial(&self, id: u64) -> Result<Up, DialFailure> {
         let timeout = self.settings.connection_timeout;
+        let mut dialed: Option<redis::Client> = None;
         let connect = async {
-            let mut conn = self
-                .redis
+            let client = dialed.insert(self.target.resolve().await?);
+            let mut conn = client
                 .get_multiplexed_async_connection_with_config(&self.config)
                 .await
                 .map_err(|e| self.dial_failure(&e))?;
+            self.target.verify(&mut conn).await?;
             let limits = self.inspect_server(&mut conn).await?;
             Ok(Up {
                 id,
@@ -279,10 +325,13 @@ impl Inner {
             ))),
         };
         match outcome {
-            Err(DialFailure::Connection(why)) if closed_on_us(&why) => Err(self
-                .diagnose()
-                .await
-                .unwrap_or(DialFailure::Connection(why))),
+            Err(DialFailure::Connection(why)) if closed_on_us(&why) => {
+                let diagnosis = match &dialed {
+                    Some(client) => self.diagnose(client).await,
+                    None => None,
+                };
+                Err(diagnosis.unwrap_or(DialFailure::Connection(why)))
+            }
             outcome => outcome,
         }
     }
@@ -300,11 +349,11 @@ impl Inner {
     /// reads it, and something that is not Redis (an HTTP server) may close at once;
     /// a bare `PING` on a fresh socket and its first reply line tell them apart.
     #[cold]
-    async fn diagnose(&self) -> Option<DialFailure> {
+    async fn diagnose(&self, client: &redis::Client) -> Option<DialFailure> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let probe = async {
             let mut reply = vec![0u8; 256];
-            let n = match self.redis.get_connection_info().addr() {
+            let n = match client.get_connection_info().addr() {
                 redis::ConnectionAddr::Tcp(host, port) => {
                     let mut socket = tokio::net::TcpStream::connect((host.as_str(), *port))
                         .await

@@ -128,7 +128,7 @@ impl Store {
     fn put(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let records = encode_records(data)?;
         let store = self.inner.clone();
-        let work = async move { store.put_many(&records).await };
+        let work = async move { store.put_many(records).await };
         self.run(py, work, |py, ()| Ok(py.None()))
     }
 
@@ -201,6 +201,7 @@ impl Store {
         let d = PyDict::new(py);
         d.set_item("namespace", &s.namespace)?;
         d.set_item("url", config::redact_url(&c.url))?;
+        d.set_item("mode", c.mode.name())?;
         d.set_item("username", c.username.as_deref())?;
         d.set_item("password_set", c.secret().is_some())?;
         d.set_item("key_prefix", &s.key_prefix)?;

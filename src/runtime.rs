@@ -11,8 +11,10 @@ use std::sync::{Arc, Mutex, Once};
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static RUNTIME: Mutex<Option<(u64, Arc<tokio::runtime::Runtime>)>> = Mutex::new(None);
+#[cfg(unix)]
 static AT_FORK: Once = Once::new();
 
+#[cfg(unix)]
 extern "C" fn after_fork_in_child() {
     // Only an atomic store: nothing else is safe between fork and exec.
     GENERATION.fetch_add(1, Ordering::SeqCst);
@@ -20,6 +22,8 @@ extern "C" fn after_fork_in_child() {
 
 /// Changes in a forked child; state tagged with an older value belongs to the parent.
 pub fn generation() -> u64 {
+    // Windows has no fork(): there the generation never changes.
+    #[cfg(unix)]
     AT_FORK.call_once(|| {
         // SAFETY: registers a handler that only touches an atomic.
         unsafe {

@@ -143,7 +143,7 @@ fn restarted_server_is_reconnected_on_the_next_operation() {
             ("redis_connection_timeout", Raw::Int(1)),
         ],
     );
-    block_on(store.put_many(&records(&[("a", b"1")]))).unwrap();
+    block_on(store.put_many(records(&[("a", b"1")]))).unwrap();
 
     server.stop();
     expect_unavailable(block_on(store.ping()));
@@ -151,7 +151,7 @@ fn restarted_server_is_reconnected_on_the_next_operation() {
     // The shared connection is dead; the next operation must reconnect by itself
     // (no warm-up call) and succeed. The restarted server is empty: no persistence.
     server.restart();
-    block_on(store.put_many(&records(&[("b", b"2")]))).unwrap();
+    block_on(store.put_many(records(&[("b", b"2")]))).unwrap();
     assert_eq!(block_on(store.get(b"b")).unwrap(), Some(b"2".to_vec()));
     assert_eq!(block_on(store.get(b"a")).unwrap(), None);
 
@@ -221,7 +221,7 @@ fn breaker_lets_calls_through_again_after_the_cooldown() {
     // After the cooldown a call goes through, and its success closes the breaker.
     std::thread::sleep(cooldown + Duration::from_millis(100));
     block_on(store.ping()).unwrap();
-    block_on(store.put_many(&records(&[("a", b"1")]))).unwrap();
+    block_on(store.put_many(records(&[("a", b"1")]))).unwrap();
 }
 
 #[test]
@@ -233,7 +233,7 @@ fn server_errors_are_final_and_do_not_trip_the_breaker() {
         &[("redis_breaker_threshold", Raw::Int(1))],
     );
     for _ in 0..3 {
-        let message = expect_operation(block_on(store.put_many(&records(&[("a", b"1")]))));
+        let message = expect_operation(block_on(store.put_many(records(&[("a", b"1")]))));
         assert!(message.contains("OOM"), "{message}");
     }
     // The server answered every time: it is up, so the breaker stays closed.
@@ -287,7 +287,7 @@ fn wrong_password_is_an_operation_error_that_does_not_leak_it() {
         &server.url(),
         &[("redis_password", text("right-pass-3141"))],
     );
-    block_on(right.put_many(&records(&[("a", b"1")]))).unwrap();
+    block_on(right.put_many(records(&[("a", b"1")]))).unwrap();
     assert_eq!(block_on(right.get(b"a")).unwrap(), Some(b"1".to_vec()));
 }
 
@@ -301,7 +301,7 @@ fn evicting_policy_is_refused_or_warned_about_as_configured() {
     );
     // Every call is refused, not only the first (the check never passed).
     for _ in 0..2 {
-        let message = expect_operation(block_on(refuse.put_many(&records(&[("a", b"1")]))));
+        let message = expect_operation(block_on(refuse.put_many(records(&[("a", b"1")]))));
         assert!(message.contains("allkeys-lru"), "{message}");
     }
     assert!(!server
@@ -315,7 +315,7 @@ fn evicting_policy_is_refused_or_warned_about_as_configured() {
             &server.url(),
             &[("redis_eviction_check", text(check))],
         );
-        block_on(store.put_many(&records(&[("a", b"1")]))).unwrap();
+        block_on(store.put_many(records(&[("a", b"1")]))).unwrap();
         assert_eq!(
             block_on(store.get(b"a")).unwrap(),
             Some(b"1".to_vec()),
@@ -344,7 +344,7 @@ fn max_inflight_applies_backpressure_not_errors() {
     let written: Vec<(Vec<u8>, Vec<u8>)> = (0..50)
         .map(|i| (format!("id-{i}").into_bytes(), format!("v{i}").into_bytes()))
         .collect();
-    block_on(store.put_many(&written)).unwrap();
+    block_on(store.put_many(written.clone())).unwrap();
 
     // 500 callers at once, 4 permits: the rest wait their turn.
     let calls: Vec<_> = (0..500)

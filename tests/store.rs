@@ -31,7 +31,7 @@ fn put_then_get_round_trips_bytes_under_the_documented_key() {
     // Not just JSON text: NUL, invalid UTF-8 and an empty value must survive as is.
     let binary: &[u8] = b"{\"a\":1}\x00\xff\xfe";
     let written = records(&[("chunk-1", binary), ("empty", b"")]);
-    block_on(store.put_many(&written)).unwrap();
+    block_on(store.put_many(written.clone())).unwrap();
 
     assert_eq!(
         block_on(store.get(b"chunk-1")).unwrap().as_deref(),
@@ -53,7 +53,7 @@ fn put_then_get_round_trips_bytes_under_the_documented_key() {
 fn get_many_is_aligned_with_ids() {
     let server = RedisServer::start(&[]);
     let store = store("docs", &server.url(), &[]);
-    block_on(store.put_many(&records(&[("a", b"A"), ("b", b"B")]))).unwrap();
+    block_on(store.put_many(records(&[("a", b"A"), ("b", b"B")]))).unwrap();
 
     let got = block_on(store.get_many(&ids(&["b", "missing", "a", "b", "a"]))).unwrap();
     // One slot per requested id, in order, duplicates kept, a miss is None.
@@ -82,7 +82,7 @@ fn get_many_stays_aligned_across_mget_pages() {
         .filter(|(i, _)| i % 7 != 0)
         .map(|(i, id)| (id.clone(), format!("value of id-{i}").into_bytes()))
         .collect();
-    block_on(store.put_many(&written)).unwrap();
+    block_on(store.put_many(written.clone())).unwrap();
 
     let got = block_on(store.get_many(&all)).unwrap();
     assert_eq!(got.len(), all.len());
@@ -96,10 +96,10 @@ fn get_many_stays_aligned_across_mget_pages() {
 fn exists_many_reports_each_id() {
     let server = RedisServer::start(&[]);
     let store = store("docs", &server.url(), &[]);
-    block_on(store.put_many(&records(&[("a", b"1"), ("c", b"3")]))).unwrap();
+    block_on(store.put_many(records(&[("a", b"1"), ("c", b"3")]))).unwrap();
     // A record of another namespace with the same id does not count.
     let other = common::store("other", &server.url(), &[]);
-    block_on(other.put_many(&records(&[("b", b"2")]))).unwrap();
+    block_on(other.put_many(records(&[("b", b"2")]))).unwrap();
 
     let got = block_on(store.exists_many(&ids(&["a", "b", "c", "a", "zzz"]))).unwrap();
     assert_eq!(got, vec![true, false, true, true, false]);
@@ -112,8 +112,8 @@ fn put_many_with_ttl_sets_the_expiry_with_every_record() {
     let ttl_secs = 100;
     let store = store("docs", &server.url(), &[("redis_ttl", Raw::Int(ttl_secs))]);
     // Both write paths: a single record (one SET EX) and a batch (MULTI/EXEC).
-    block_on(store.put_many(&records(&[("single", b"1")]))).unwrap();
-    block_on(store.put_many(&records(&[("x", b"1"), ("y", b"2"), ("z", b"3")]))).unwrap();
+    block_on(store.put_many(records(&[("single", b"1")]))).unwrap();
+    block_on(store.put_many(records(&[("x", b"1"), ("y", b"2"), ("z", b"3")]))).unwrap();
 
     for id in ["single", "x", "y", "z"] {
         let left = ttl(&mut conn, &format!("nano_graphrag:docs:{id}"));
@@ -132,8 +132,8 @@ fn put_many_without_ttl_never_expires() {
     let store = store("docs", &server.url(), &[]);
     assert_eq!(store.settings().ttl, None);
     // Both write paths: a single record (SET) and a batch (MSET).
-    block_on(store.put_many(&records(&[("single", b"1")]))).unwrap();
-    block_on(store.put_many(&records(&[("x", b"1"), ("y", b"2")]))).unwrap();
+    block_on(store.put_many(records(&[("single", b"1")]))).unwrap();
+    block_on(store.put_many(records(&[("x", b"1"), ("y", b"2")]))).unwrap();
     for id in ["single", "x", "y"] {
         assert_eq!(
             ttl(&mut conn, &format!("nano_graphrag:docs:{id}")),
@@ -148,7 +148,7 @@ fn llm_response_cache_expires_after_twelve_hours_by_default() {
     let server = RedisServer::start(&[]);
     let mut conn = server.conn();
     let store = store("llm_response_cache", &server.url(), &[]);
-    block_on(store.put_many(&records(&[("h1", b"1"), ("h2", b"2")]))).unwrap();
+    block_on(store.put_many(records(&[("h1", b"1"), ("h2", b"2")]))).unwrap();
     let twelve_hours = 12 * 3600;
     for id in ["h1", "h2"] {
         let left = ttl(&mut conn, &format!("nano_graphrag:llm_response_cache:{id}"));
@@ -189,7 +189,7 @@ fn put_many_is_all_or_nothing_when_the_server_rejects_part_of_a_batch() {
         ("MULTI/EXEC (TTL)", vec![("redis_ttl", Raw::Int(100))]),
     ] {
         let store = store("docs", &server.url(), &extra);
-        let err = block_on(store.put_many(&batch)).expect_err(label);
+        let err = block_on(store.put_many(batch.clone())).expect_err(label);
         // The server said no (the OOM we provoked): an operation error, not "unavailable".
         assert!(
             matches!(&err, Error::Operation(m) if m.contains("OOM")),
@@ -201,7 +201,7 @@ fn put_many_is_all_or_nothing_when_the_server_rejects_part_of_a_batch() {
             "{label}: partial write {stored:?}"
         );
         // The server is fine with a batch that fits.
-        block_on(store.put_many(&records(&[("small-1", b"1"), ("small-2", b"2")]))).unwrap();
+        block_on(store.put_many(records(&[("small-1", b"1"), ("small-2", b"2")]))).unwrap();
     }
     assert_eq!(dbsize(&mut conn), 2);
 }
@@ -210,7 +210,7 @@ fn put_many_is_all_or_nothing_when_the_server_rejects_part_of_a_batch() {
 fn delete_reports_whether_the_record_existed() {
     let server = RedisServer::start(&[]);
     let store = store("docs", &server.url(), &[]);
-    block_on(store.put_many(&records(&[("a", b"1"), ("b", b"2")]))).unwrap();
+    block_on(store.put_many(records(&[("a", b"1"), ("b", b"2")]))).unwrap();
 
     assert!(block_on(store.delete(b"a")).unwrap());
     assert!(!block_on(store.delete(b"a")).unwrap());
@@ -233,15 +233,15 @@ fn ids_lists_exactly_this_namespaces_ids() {
         .iter()
         .map(|id| (id.as_bytes().to_vec(), b"v".to_vec()))
         .collect();
-    block_on(store.put_many(&own_records)).unwrap();
+    block_on(store.put_many(own_records.clone())).unwrap();
 
     // Neighbours that a sloppy SCAN pattern would pick up.
     for namespace in ["docs2", "doc", "do*", "other"] {
         let neighbour = common::store(namespace, &url, &[]);
-        block_on(neighbour.put_many(&records(&[("intruder", b"x")]))).unwrap();
+        block_on(neighbour.put_many(records(&[("intruder", b"x")]))).unwrap();
     }
     let other_prefix = common::store("docs", &url, &[("redis_key_prefix", common::text("other"))]);
-    block_on(other_prefix.put_many(&records(&[("intruder", b"x")]))).unwrap();
+    block_on(other_prefix.put_many(records(&[("intruder", b"x")]))).unwrap();
     let mut conn = server.conn();
     let _: () = conn.set("docs:intruder", "x").unwrap();
     let _: () = conn.set("nano_graphrag:docs", "x").unwrap();
@@ -266,8 +266,8 @@ fn clear_removes_all_its_records_and_nothing_else() {
     let many: Vec<(Vec<u8>, Vec<u8>)> = (0..3000)
         .map(|i| (format!("r{i}").into_bytes(), b"v".to_vec()))
         .collect();
-    block_on(star.put_many(&many)).unwrap();
-    block_on(ab.put_many(&records(&[("r1", b"ab1"), ("r2", b"ab2")]))).unwrap();
+    block_on(star.put_many(many.clone())).unwrap();
+    block_on(ab.put_many(records(&[("r1", b"ab1"), ("r2", b"ab2")]))).unwrap();
     // Keys outside the prefix, and near misses inside it.
     for key in [
         "a*:r1",
@@ -305,8 +305,8 @@ fn namespace_x_never_sees_records_of_namespace_x_colon_y() {
     let x = store("x", &server.url(), &[]);
     let xy = store("x:y", &server.url(), &[]);
     // Without escaping, x:y's record "1" and x's record "y:1" would share a key.
-    block_on(xy.put_many(&records(&[("1", b"of x:y")]))).unwrap();
-    block_on(x.put_many(&records(&[("y:2", b"of x")]))).unwrap();
+    block_on(xy.put_many(records(&[("1", b"of x:y")]))).unwrap();
+    block_on(x.put_many(records(&[("y:2", b"of x")]))).unwrap();
 
     assert_eq!(block_on(x.get(b"y:1")).unwrap(), None);
     assert_eq!(block_on(x.ids()).unwrap(), vec![b"y:2".to_vec()]);
@@ -322,10 +322,10 @@ fn empty_inputs_do_no_harm() {
     let mut conn = server.conn();
     let store = store("docs", &server.url(), &[("redis_ttl", Raw::Int(60))]);
     let plain = common::store("docs", &server.url(), &[]);
-    block_on(store.put_many(&records(&[("keep", b"1")]))).unwrap();
+    block_on(store.put_many(records(&[("keep", b"1")]))).unwrap();
 
     for s in [&store, &plain] {
-        block_on(s.put_many(&[])).unwrap();
+        block_on(s.put_many(Vec::new())).unwrap();
         assert_eq!(
             block_on(s.get_many(&[])).unwrap(),
             Vec::<Option<Vec<u8>>>::new()

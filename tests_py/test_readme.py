@@ -97,6 +97,6 @@ def test_settings_table_lists_every_setting() -> None:
 
     described = nano_graphrag_redis.BlockingRedisKVStorage("x").settings()
     for key in described:
-        if key in ("namespace", "password_set", "ttl", "url", "username"):
+        if key in ("namespace", "password_set", "ttl", "url", "username", "mode"):
             continue
         assert f"`redis_{key}`" in README, key

@@ -1,0 +1,198 @@
+//! One server (also the master behind Sentinel, through a resolving link).
+//!
+//! Reads go out as pages of [`PAGE`] keys, each its own request, all in flight at once:
+//! each page is small enough that a healthy server answers it well within the socket
+//! timeout, and a page that fails is retried alone. A write batch is one request, all
+//! or nothing: `MSET`, or `MULTI`/`EXEC` of `SET ... EX` when there is a TTL.
+
+use futures_util::future::{try_join_all, BoxFuture};
+use redis::{Cmd, Pipeline};
+
+use super::{Key, OnPage, Topology, Value};
+use crate::client::Request;
+use crate::config::ConnectionSettings;
+use crate::errors::Result;
+use crate::link::{Fixed, Target};
+use crate::node::{redis_client, Node};
+
+/// Keys per `MGET` / `EXISTS` pipeline / `UNLINK`, and the `SCAN` page size: big enough
+/// for few round trips, small enough that one command never stalls the server.
+pub const PAGE: usize = 1000;
+
+pub struct Single {
+    node: Node,
+}
+
+impl Single {
+    pub fn open(settings: &ConnectionSettings) -> Result<Single> {
+        let client = redis_client(&settings.url, settings)?;
+        Ok(Single::on(Box::new(Fixed(client)), settings))
+    }
+
+    /// A single-server topology on whatever server `target` names.
+    pub fn on(target: Box<dyn Target>, settings: &ConnectionSettings) -> Single {
+        Single {
+            node: Node::new(target, settings),
+        }
+    }
+
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+}
+
+/// `SET key value [EX ttl]`.
+pub fn set(key: &[u8], value: &[u8], ttl: Option<u64>) -> Cmd {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value);
+    if let Some(ttl) = ttl {
+        cmd.arg("EX").arg(ttl);
+    }
+    cmd
+}
+
+/// The pages of `keys`, each turned into one request by `build` and sent on `node`, all
+/// in flight at once; results flattened in order.
+pub async fn paged<T, R>(node: &Node, keys: &[Key], build: impl Fn(&[Key]) -> R) -> Result<Vec<T>>
+where
+    T: redis::FromRedisValue,
+    R: Into<Owned>,
+{
+    let pages = keys.chunks(PAGE).map(|chunk| {
+        let request: Owned = build(chunk).into();
+        async move { node.query::<Vec<T>>(request.request()).await }
+    });
+    Ok(try_join_all(pages).await?.into_iter().flatten().collect())
+}
+
+/// A request owned until it is sent.
+pub enum Owned {
+    Cmd(Cmd),
+    Pipeline(Pipeline),
+}
+
+impl From<Cmd> for Owned {
+    fn from(cmd: Cmd) -> Owned {
+        Owned::Cmd(cmd)
+    }
+}
+
+impl From<Pipeline> for Owned {
+    fn from(pipe: Pipeline) -> Owned {
+        Owned::Pipeline(pipe)
+    }
+}
+
+impl Owned {
+    pub fn request(&self) -> Request<'_> {
+        match self {
+            Owned::Cmd(cmd) => Request::cmd(cmd),
+            Owned::Pipeline(pipe) => Request::pipeline(pipe),
+        }
+    }
+}
+
+fn mget(keys: &[Key]) -> Cmd {
+    let mut cmd = redis::cmd("MGET");
+    for key in keys {
+        cmd.arg(key);
+    }
+    cmd
+}
+
+fn exists(keys: &[Key]) -> Pipeline {
+    let mut pipe = Pipeline::with_capacity(keys.len());
+    for key in keys {
+        pipe.cmd("EXISTS").arg(key);
+    }
+    pipe
+}
+
+impl Topology for Single {
+    fn get_many<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Option<Value>>>> {
+        Box::pin(paged(&self.node, keys, mget))
+    }
+
+    fn exists_many<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<bool>>> {
+        Box::pin(paged(&self.node, keys, exists))
+    }
+
+    fn put_many<'a>(
+        &'a self,
+        records: &'a [(Key, Value)],
+        ttl: Option<u64>,
+        largest: (&'a [u8], usize),
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let write: Owned = match (ttl, records) {
+                (_, [(key, value)]) => set(key, value, ttl).into(),
+                (None, _) => {
+                    let mut cmd = redis::cmd("MSET");
+                    for (key, value) in records {
+                        cmd.arg(key).arg(value);
+                    }
+                    cmd.into()
+                }
+                (Some(_), _) => {
+                    let mut pipe = Pipeline::with_capacity(records.len());
+                    pipe.atomic();
+                    for (key, value) in records {
+                        pipe.add_command(set(key, value, ttl)).ignore();
+                    }
+                    pipe.into()
+                }
+            };
+            let request = write.request().with_largest_value(largest.0, largest.1);
+            self.node.query::<()>(request).await
+        })
+    }
+
+    fn unlink_many<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<u64>> {
+        Box::pin(async move {
+            let mut removed = 0;
+            for chunk in keys.chunks(PAGE) {
+                let mut cmd = redis::cmd("UNLINK");
+                for key in chunk {
+                    cmd.arg(key);
+                }
+                removed += self.node.query::<u64>(Request::cmd(&cmd)).await?;
+            }
+            Ok(removed)
+        })
+    }
+
+    fn scan<'a>(&'a self, pattern: &'a [u8], page: OnPage<'a>) -> BoxFuture<'a, Result<()>> {
+        Box::pin(scan_node(&self.node, pattern, page))
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move {
+            self.node
+                .query::<()>(Request::cmd(&redis::cmd("PING")))
+                .await
+        })
+    }
+
+    fn atomic_batches(&self) -> bool {
+        true
+    }
+}
+
+/// `SCAN MATCH pattern` over one node, page by page.
+pub async fn scan_node(node: &Node, pattern: &[u8], page: OnPage<'_>) -> Result<()> {
+    let mut cursor: u64 = 0;
+    loop {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(PAGE);
+        let (next, keys): (u64, Vec<Key>) = node.query(Request::cmd(&cmd)).await?;
+        page(keys);
+        if next == 0 {
+            return Ok(());
+        }
+        cursor = next;
+    }
+}
