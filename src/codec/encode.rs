@@ -255,8 +255,7 @@ pub fn write_float(out: &mut Vec<u8>, v: f64) {
     if v.is_sign_negative() {
         out.push(b'-');
     }
-    // Rust's `{:e}` gives the shortest digits that round-trip, e.g. "1.2345e-7".
-    let sci = format!("{:e}", v.abs());
+    let sci = shortest_digits(v.abs());
     let (mantissa, exponent) = sci.split_once('e').expect("`{:e}` always has an exponent");
     let exponent: i32 = exponent.parse().expect("`{:e}` exponent is an integer");
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
@@ -295,6 +294,30 @@ pub fn write_float(out: &mut Vec<u8>, v: f64) {
     }
 }
 
+/// The shortest digits that read back as `v` (finite, not negative), in `{:e}` form
+/// ("1.2345e-7"), picked as Python's `repr` picks them: of two candidates equally near
+/// `v`, the even one. Rust's `{:e}` is shortest too, but rounds such a tie up
+/// (70368744177664.625 -> "7.036874417766463e13", Python "...62"), so its last digit is
+/// odd then. `{:.N$e}` rounds exactly with ties to even; when it differs and still reads
+/// back as `v`, it is Python's choice.
+fn shortest_digits(v: f64) -> String {
+    let sci = format!("{v:e}");
+    let mantissa = sci.split('e').next().unwrap_or_default();
+    // In a tie the candidates lie half a unit of their last digit from `v`, within half
+    // an ulp (<= v * 2^-53): that takes 16 digits or more, so short reprs (0.1, 2.5)
+    // never pay for the second formatting.
+    let digits = mantissa.len() - usize::from(mantissa.contains('.'));
+    if digits < 16 || mantissa.bytes().last().is_some_and(|d| d % 2 == 0) {
+        return sci;
+    }
+    let precision = digits - 1; // after the point
+    let exact = format!("{v:.precision$e}");
+    if exact != sci && exact.parse::<f64>() == Ok(v) {
+        return exact;
+    }
+    sci
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,10 +349,38 @@ mod tests {
             (f64::INFINITY, "Infinity"),
             (f64::NEG_INFINITY, "-Infinity"),
             (-2.5, "-2.5"),
+            // 70368744177664.625 exactly: two shortest candidates equally near, Python
+            // takes the even one.
+            (f64::from_bits(0x42d0_0000_0000_0028), "70368744177664.62"),
+            (-f64::from_bits(0x42d0_0000_0000_0028), "-70368744177664.62"),
         ];
         for (v, want) in cases {
             assert_eq!(float_text(v), want, "{v:?}");
         }
+    }
+
+    /// Python's `repr` decides: random bit patterns, and values with a few binary fraction
+    /// digits, whose exact decimal expansion is short enough for two shortest candidates
+    /// to be equally near (the ties Rust's `{:e}` rounds the other way).
+    #[test]
+    fn floats_match_python_repr_at_random() {
+        Python::attach(|py| {
+            let repr = py.get_type::<PyFloat>().getattr("__repr__").unwrap();
+            let mut rng = fastrand::Rng::with_seed(20240607);
+            for i in 0..200_000 {
+                let v = if i % 2 == 0 {
+                    f64::from_bits(rng.u64(..))
+                } else {
+                    let mantissa = rng.u64(1 << 40..1 << 53) as f64;
+                    mantissa * 2f64.powi(rng.i32(-12..12))
+                };
+                if !v.is_finite() {
+                    continue;
+                }
+                let want: String = repr.call1((v,)).unwrap().extract().unwrap();
+                assert_eq!(float_text(v), want, "{:?}", v.to_bits());
+            }
+        });
     }
 
     #[test]
