@@ -8,6 +8,7 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFloat, PyList, PyString};
 
@@ -372,6 +373,18 @@ impl<'py, 'a> Parser<'py, 'a> {
         Ok(u32::from_str_radix(hex, 16).expect("checked hex digits"))
     }
 
+    /// Validates a number a projection drops. An integer too long for 64 bits still goes
+    /// through Python's `int()`: past its digit limit json.loads refuses the whole
+    /// document, so the projection must refuse it too.
+    fn skip_number(&mut self) -> Result<()> {
+        if let Some((text, true)) = self.number_text()? {
+            if text.parse::<i64>().is_err() {
+                big_int(self.py, text)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Validates one value without building it (for keys a projection drops).
     fn skip_value(&mut self, depth: usize) -> Result<()> {
         self.skip_ws();
@@ -389,7 +402,7 @@ impl<'py, 'a> Parser<'py, 'a> {
                 let depth = self.enter(depth)?;
                 self.items(b']', |p| p.skip_value(depth)).map(drop)
             }
-            Some(b'-' | b'0'..=b'9') => self.number_text().map(drop),
+            Some(b'-' | b'0'..=b'9') => self.skip_number(),
             Some(b't') => self.expect(b"true"),
             Some(b'f') => self.expect(b"false"),
             Some(b'n') => self.expect(b"null"),
@@ -400,10 +413,18 @@ impl<'py, 'a> Parser<'py, 'a> {
     }
 }
 
-/// Integers past 64 bits: Python parses the digits, so they stay exact.
+/// Integers past 64 bits: Python parses the digits, so they stay exact. Past Python's
+/// digit limit (`sys.get_int_max_str_digits()`, 4300 by default) `int()` refuses, as
+/// `json.loads` does; for a stored value that means it is not JSON Python can read.
 #[cold]
 fn big_int<'py>(py: Python<'py>, digits: &str) -> Result<Bound<'py, PyAny>> {
     py.get_type::<pyo3::types::PyInt>()
         .call1((digits,))
-        .map_err(DecodeError::Python)
+        .map_err(|e| {
+            if e.is_instance_of::<PyValueError>(py) {
+                DecodeError::Invalid(format!("integer of {} digits: {e}", digits.len()))
+            } else {
+                DecodeError::Python(e)
+            }
+        })
 }

@@ -172,6 +172,25 @@ mod tests {
         });
     }
 
+    /// Regression: past Python's int digit limit `int()` raised ValueError out of the
+    /// codec; json.loads refuses such a document, so it is a SerializationError, also
+    /// where a projection drops the number.
+    #[test]
+    fn ints_past_pythons_digit_limit_are_not_readable_json() {
+        Python::attach(|py| {
+            let digits = "7".repeat(5000);
+            let fields: Fields = ["a".into()].into_iter().collect();
+            for (text, fields) in [
+                (digits.clone(), None),
+                (format!(r#"{{"a": 1, "b": [-{digits}]}}"#), Some(&fields)),
+            ] {
+                let err = decode_record(py, "big", text.as_bytes(), fields).unwrap_err();
+                let message = err.to_string();
+                assert!(message.contains(r#""big" is not valid JSON"#), "{message}");
+            }
+        });
+    }
+
     #[test]
     fn encodes_and_decodes_back() {
         Python::attach(|py| {
