@@ -6,12 +6,14 @@
 //! interchangeable, and a record read back equals `json.loads(json.dumps(record))`.
 //! That includes Python's choices: tuples become lists, non-str dict keys become
 //! strings, and NaN / Infinity are written as `NaN` / `Infinity` (not strict JSON, but
-//! what `json.dumps` writes and `json.loads` reads).
+//! what `json.dumps` writes and `json.loads` reads). A str with lone surrogates, which
+//! has no UTF-8 form, has them written as `\udXXX` escapes, as
+//! `json.dumps(ensure_ascii=True)` writes them; the rest of it is unchanged.
 
 use std::io::Write;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use super::MAX_DEPTH;
 
@@ -96,10 +98,53 @@ impl Encoder<'_> {
                 write_string(self.out, text);
                 Ok(())
             }
-            Err(_) => Err(EncodeError(
-                "str contains a lone surrogate and is not valid UTF-8".to_owned(),
-            )),
+            Err(_) => self.string_with_surrogates(s),
         }
+    }
+
+    /// A Python str may hold lone surrogates (U+D800..U+DFFF, e.g. from `surrogateescape`
+    /// decoding), which UTF-8 cannot. Python's `surrogatepass` UTF-8 gives each as three
+    /// bytes; those become `\udXXX` escapes, everything else is written as usual.
+    #[cold]
+    fn string_with_surrogates(&mut self, s: &Bound<'_, PyString>) -> Result<()> {
+        // `str.encode` itself: a subclass may override `encode`, json.dumps never calls it.
+        let encoded = s
+            .py()
+            .get_type::<PyString>()
+            .call_method1("encode", (s, "utf-8", "surrogatepass"))
+            .map_err(|e| EncodeError(format!("str cannot be written: {e}")))?;
+        let bytes = encoded
+            .cast::<PyBytes>()
+            .map_err(|e| EncodeError(format!("str cannot be written: {e}")))?
+            .as_bytes();
+        self.out.reserve(bytes.len() + 2);
+        self.out.push(b'"');
+        let mut start = 0;
+        let mut from = 0;
+        while let Some(offset) = memchr::memchr(0xED, &bytes[from..]) {
+            let at = from + offset;
+            // 0xED leads U+D000..U+DFFF; a second byte of 0xA0 or more means a surrogate.
+            let (Some(&b1 @ 0xA0..=0xBF), Some(&b2)) = (bytes.get(at + 1), bytes.get(at + 2))
+            else {
+                from = at + 1;
+                continue;
+            };
+            let run = std::str::from_utf8(&bytes[start..at])
+                .map_err(|e| EncodeError(format!("str cannot be written: {e}")))?;
+            write_escaped(self.out, run);
+            let unit = 0xD000 | (u16::from(b1 & 0x3F) << 6) | u16::from(b2 & 0x3F);
+            self.out.extend_from_slice(b"\\u");
+            for shift in [12, 8, 4, 0] {
+                self.out.push(HEX[usize::from((unit >> shift) & 0xF)]);
+            }
+            start = at + 3;
+            from = start;
+        }
+        let run = std::str::from_utf8(&bytes[start..])
+            .map_err(|e| EncodeError(format!("str cannot be written: {e}")))?;
+        write_escaped(self.out, run);
+        self.out.push(b'"');
+        Ok(())
     }
 
     fn int(&mut self, i: &Bound<'_, PyInt>) -> Result<()> {
@@ -206,11 +251,20 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".to_owned())
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// Writes a JSON string the way `json.dumps(..., ensure_ascii=False)` does: only `"`,
 /// `\` and control characters are escaped; everything else is copied as UTF-8.
 pub fn write_string(out: &mut Vec<u8>, text: &str) {
     out.reserve(text.len() + 2);
     out.push(b'"');
+    write_escaped(out, text);
+    out.push(b'"');
+}
+
+/// The inside of a JSON string literal: `text` with `"`, `\` and controls escaped.
+#[inline]
+fn write_escaped(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -227,7 +281,6 @@ pub fn write_string(out: &mut Vec<u8>, text: &str) {
         };
         out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(b"\\u00");
             out.push(HEX[(b >> 4) as usize]);
             out.push(HEX[(b & 0xf) as usize]);
@@ -237,7 +290,6 @@ pub fn write_string(out: &mut Vec<u8>, text: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// Writes `v` as Python's `repr(float)` does (shortest round-trip digits, exponent
