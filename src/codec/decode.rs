@@ -2,14 +2,16 @@
 //!
 //! Accepts what `json.loads` accepts for UTF-8 input: strict JSON plus `NaN`,
 //! `Infinity` and `-Infinity`; ints of any size stay exact; duplicate keys keep the
-//! last value. With a projection, only the requested top-level keys are built; the
-//! other values are checked but never turned into Python objects.
+//! last value; `\ud800`-style escapes of lone surrogates give Python strs holding them.
+//! With a projection, only the requested top-level keys are built; the other values are
+//! checked but never turned into Python objects.
 
 use std::borrow::Cow;
 use std::collections::HashSet;
 
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFloat, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString};
 
 use super::MAX_DEPTH;
 
@@ -18,9 +20,6 @@ use super::MAX_DEPTH;
 pub enum DecodeError {
     /// Not JSON (or not UTF-8); the message says what and where.
     Invalid(String),
-    /// A `\uXXXX` escape for a lone surrogate: valid for Python, but not representable
-    /// as a Rust `str`. The caller hands such (rare) documents to Python's `json`.
-    LoneSurrogate,
     /// A Python call failed while building objects (e.g. memory).
     Python(PyErr),
 }
@@ -116,10 +115,7 @@ impl<'py, 'a> Parser<'py, 'a> {
         self.skip_ws();
         let py = self.py;
         match self.peek() {
-            Some(b'"') => {
-                let s = self.string()?;
-                Ok(PyString::new(py, &s).into_any())
-            }
+            Some(b'"') => Ok(self.string()?.into_py(py)?.into_any()),
             Some(b'{') => Ok(self.object(depth, None)?.0.into_any()),
             Some(b'[') => self.array(depth),
             Some(b'-' | b'0'..=b'9') => self.number(),
@@ -151,11 +147,12 @@ impl<'py, 'a> Parser<'py, 'a> {
         let dict = PyDict::new(self.py);
         let empty = self.items(b'}', |p| {
             let key = p.member_key()?;
-            if keep.is_some_and(|fields| !fields.contains(key.as_ref())) {
+            // A key with lone surrogates never equals a field (fields are UTF-8).
+            if keep.is_some_and(|fields| !key.as_str().is_some_and(|k| fields.contains(k))) {
                 return p.skip_value(depth);
             }
             let value = p.value(depth)?;
-            dict.set_item(PyString::new(p.py, &key), value)
+            dict.set_item(key.into_py(p.py)?, value)
                 .map_err(DecodeError::Python)
         })?;
         Ok((dict, empty))
@@ -201,7 +198,7 @@ impl<'py, 'a> Parser<'py, 'a> {
     }
 
     /// Parses `"key":` inside an object.
-    fn member_key(&mut self) -> Result<Cow<'a, str>> {
+    fn member_key(&mut self) -> Result<Text<'a>> {
         self.skip_ws();
         if self.peek() != Some(b'"') {
             return Err(self.invalid("expecting property name in double quotes"));
@@ -284,10 +281,10 @@ impl<'py, 'a> Parser<'py, 'a> {
     }
 
     /// Parses a string literal; borrows from the input when it has no escapes.
-    fn string(&mut self) -> Result<Cow<'a, str>> {
+    fn string(&mut self) -> Result<Text<'a>> {
         self.pos += 1; // opening quote
         let start = self.pos;
-        let mut owned: Option<String> = None;
+        let mut owned: Option<Buf> = None;
         loop {
             // Jump to the next quote or backslash (SIMD via memchr): records are mostly
             // long runs of plain text.
@@ -305,21 +302,21 @@ impl<'py, 'a> Parser<'py, 'a> {
             if self.bytes[self.pos] == b'"' {
                 self.pos += 1;
                 return Ok(match owned {
-                    None => Cow::Borrowed(&self.text[start..self.pos - 1]),
+                    None => Text::Utf8(Cow::Borrowed(&self.text[start..self.pos - 1])),
                     Some(mut s) => {
                         s.push_str(run);
-                        Cow::Owned(s)
+                        s.into_text()
                     }
                 });
             }
-            let s = owned.get_or_insert_with(String::new);
+            let s = owned.get_or_insert_with(|| Buf::Utf8(String::new()));
             s.push_str(run);
             self.pos += 1; // backslash
             self.escape(s)?;
         }
     }
 
-    fn escape(&mut self, out: &mut String) -> Result<()> {
+    fn escape(&mut self, out: &mut Buf) -> Result<()> {
         let c = self
             .peek()
             .ok_or_else(|| self.invalid("unterminated string"))?;
@@ -340,25 +337,25 @@ impl<'py, 'a> Parser<'py, 'a> {
         Ok(())
     }
 
-    fn unicode_escape(&mut self, out: &mut String) -> Result<()> {
+    fn unicode_escape(&mut self, out: &mut Buf) -> Result<()> {
         let unit = self.hex4()?;
-        let code = match unit {
-            0xD800..=0xDBFF => {
-                // A high surrogate must be followed by an escaped low surrogate.
-                if !self.bytes[self.pos..].starts_with(b"\\u") {
-                    return Err(DecodeError::LoneSurrogate);
-                }
-                self.pos += 2;
-                let low = self.hex4()?;
-                if !(0xDC00..=0xDFFF).contains(&low) {
-                    return Err(DecodeError::LoneSurrogate);
-                }
-                0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00)
+        if (0xD800..=0xDBFF).contains(&unit) && self.bytes[self.pos..].starts_with(b"\\u") {
+            // As in json.loads: a high surrogate joins an escaped low one right after it;
+            // any other escape there is read on its own, and the high one stays lone.
+            let next = self.pos;
+            self.pos += 2;
+            let low = self.hex4()?;
+            if (0xDC00..=0xDFFF).contains(&low) {
+                let code = 0x10000 + ((unit - 0xD800) << 10) + (low - 0xDC00);
+                out.push(char::from_u32(code).ok_or_else(|| self.invalid("invalid \\u escape"))?);
+                return Ok(());
             }
-            0xDC00..=0xDFFF => return Err(DecodeError::LoneSurrogate),
-            _ => unit,
-        };
-        out.push(char::from_u32(code).ok_or_else(|| self.invalid("invalid \\u escape"))?);
+            self.pos = next;
+        }
+        match char::from_u32(unit) {
+            Some(ch) => out.push(ch),
+            None => out.push_surrogate(unit), // U+D800..U+DFFF, lone
+        }
         Ok(())
     }
 
@@ -370,6 +367,18 @@ impl<'py, 'a> Parser<'py, 'a> {
             .ok_or_else(|| self.invalid("invalid \\uXXXX escape"))?;
         self.pos += 4;
         Ok(u32::from_str_radix(hex, 16).expect("checked hex digits"))
+    }
+
+    /// Validates a number a projection drops. An integer too long for 64 bits still goes
+    /// through Python's `int()`: past its digit limit json.loads refuses the whole
+    /// document, so the projection must refuse it too.
+    fn skip_number(&mut self) -> Result<()> {
+        if let Some((text, true)) = self.number_text()? {
+            if text.parse::<i64>().is_err() {
+                big_int(self.py, text)?;
+            }
+        }
+        Ok(())
     }
 
     /// Validates one value without building it (for keys a projection drops).
@@ -389,7 +398,7 @@ impl<'py, 'a> Parser<'py, 'a> {
                 let depth = self.enter(depth)?;
                 self.items(b']', |p| p.skip_value(depth)).map(drop)
             }
-            Some(b'-' | b'0'..=b'9') => self.number_text().map(drop),
+            Some(b'-' | b'0'..=b'9') => self.skip_number(),
             Some(b't') => self.expect(b"true"),
             Some(b'f') => self.expect(b"false"),
             Some(b'n') => self.expect(b"null"),
@@ -400,10 +409,100 @@ impl<'py, 'a> Parser<'py, 'a> {
     }
 }
 
-/// Integers past 64 bits: Python parses the digits, so they stay exact.
+/// Integers past 64 bits: Python parses the digits, so they stay exact. Past Python's
+/// digit limit (`sys.get_int_max_str_digits()`, 4300 by default) `int()` refuses, as
+/// `json.loads` does; for a stored value that means it is not JSON Python can read.
 #[cold]
 fn big_int<'py>(py: Python<'py>, digits: &str) -> Result<Bound<'py, PyAny>> {
     py.get_type::<pyo3::types::PyInt>()
         .call1((digits,))
-        .map_err(DecodeError::Python)
+        .map_err(|e| {
+            if e.is_instance_of::<PyValueError>(py) {
+                DecodeError::Invalid(format!("integer of {} digits: {e}", digits.len()))
+            } else {
+                DecodeError::Python(e)
+            }
+        })
+}
+
+/// A decoded JSON string: UTF-8 (borrowed from the input when it has no escapes), or, in
+/// the rare document with `\ud800`-style escapes of lone surrogates, a string a Python
+/// str can hold but a Rust `str` cannot.
+enum Text<'a> {
+    Utf8(Cow<'a, str>),
+    /// In Python's `surrogatepass` UTF-8: each lone surrogate as three bytes.
+    Surrogates(Vec<u8>),
+}
+
+impl Text<'_> {
+    /// The text as a Rust `str`; `None` when it holds lone surrogates.
+    fn as_str(&self) -> Option<&str> {
+        match self {
+            Text::Utf8(s) => Some(s),
+            Text::Surrogates(_) => None,
+        }
+    }
+
+    fn into_py<'py>(self, py: Python<'py>) -> Result<Bound<'py, PyString>> {
+        match self {
+            Text::Utf8(s) => Ok(PyString::new(py, &s)),
+            Text::Surrogates(bytes) => surrogates_to_py(py, &bytes),
+        }
+    }
+}
+
+#[cold]
+fn surrogates_to_py<'py>(py: Python<'py>, bytes: &[u8]) -> Result<Bound<'py, PyString>> {
+    PyString::from_encoded_object(
+        PyBytes::new(py, bytes).as_any(),
+        Some(c"utf-8"),
+        Some(c"surrogatepass"),
+    )
+    .map_err(DecodeError::Python)
+}
+
+/// Where a string with escapes is built: a `String` until a lone surrogate shows up.
+enum Buf {
+    Utf8(String),
+    Surrogates(Vec<u8>),
+}
+
+impl Buf {
+    fn push_str(&mut self, s: &str) {
+        match self {
+            Buf::Utf8(text) => text.push_str(s),
+            Buf::Surrogates(bytes) => bytes.extend_from_slice(s.as_bytes()),
+        }
+    }
+
+    fn push(&mut self, ch: char) {
+        match self {
+            Buf::Utf8(text) => text.push(ch),
+            Buf::Surrogates(bytes) => {
+                bytes.extend_from_slice(ch.encode_utf8(&mut [0; 4]).as_bytes())
+            }
+        }
+    }
+
+    /// Appends the surrogate `unit` (U+D800..U+DFFF) as `surrogatepass` UTF-8 does.
+    #[cold]
+    fn push_surrogate(&mut self, unit: u32) {
+        if let Buf::Utf8(text) = self {
+            *self = Buf::Surrogates(std::mem::take(text).into_bytes());
+        }
+        if let Buf::Surrogates(bytes) = self {
+            bytes.extend_from_slice(&[
+                0xED,
+                0x80 | ((unit >> 6) & 0x3F) as u8,
+                0x80 | (unit & 0x3F) as u8,
+            ]);
+        }
+    }
+
+    fn into_text<'a>(self) -> Text<'a> {
+        match self {
+            Buf::Utf8(text) => Text::Utf8(Cow::Owned(text)),
+            Buf::Surrogates(bytes) => Text::Surrogates(bytes),
+        }
+    }
 }

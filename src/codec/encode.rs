@@ -6,12 +6,14 @@
 //! interchangeable, and a record read back equals `json.loads(json.dumps(record))`.
 //! That includes Python's choices: tuples become lists, non-str dict keys become
 //! strings, and NaN / Infinity are written as `NaN` / `Infinity` (not strict JSON, but
-//! what `json.dumps` writes and `json.loads` reads).
+//! what `json.dumps` writes and `json.loads` reads). A str with lone surrogates, which
+//! has no UTF-8 form, has them written as `\udXXX` escapes, as
+//! `json.dumps(ensure_ascii=True)` writes them; the rest of it is unchanged.
 
 use std::io::Write;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
 use super::MAX_DEPTH;
 
@@ -96,10 +98,53 @@ impl Encoder<'_> {
                 write_string(self.out, text);
                 Ok(())
             }
-            Err(_) => Err(EncodeError(
-                "str contains a lone surrogate and is not valid UTF-8".to_owned(),
-            )),
+            Err(_) => self.string_with_surrogates(s),
         }
+    }
+
+    /// A Python str may hold lone surrogates (U+D800..U+DFFF, e.g. from `surrogateescape`
+    /// decoding), which UTF-8 cannot. Python's `surrogatepass` UTF-8 gives each as three
+    /// bytes; those become `\udXXX` escapes, everything else is written as usual.
+    #[cold]
+    fn string_with_surrogates(&mut self, s: &Bound<'_, PyString>) -> Result<()> {
+        // `str.encode` itself: a subclass may override `encode`, json.dumps never calls it.
+        let encoded = s
+            .py()
+            .get_type::<PyString>()
+            .call_method1("encode", (s, "utf-8", "surrogatepass"))
+            .map_err(|e| EncodeError(format!("str cannot be written: {e}")))?;
+        let bytes = encoded
+            .cast::<PyBytes>()
+            .map_err(|e| EncodeError(format!("str cannot be written: {e}")))?
+            .as_bytes();
+        self.out.reserve(bytes.len() + 2);
+        self.out.push(b'"');
+        let mut start = 0;
+        let mut from = 0;
+        while let Some(offset) = memchr::memchr(0xED, &bytes[from..]) {
+            let at = from + offset;
+            // 0xED leads U+D000..U+DFFF; a second byte of 0xA0 or more means a surrogate.
+            let (Some(&b1 @ 0xA0..=0xBF), Some(&b2)) = (bytes.get(at + 1), bytes.get(at + 2))
+            else {
+                from = at + 1;
+                continue;
+            };
+            let run = std::str::from_utf8(&bytes[start..at])
+                .map_err(|e| EncodeError(format!("str cannot be written: {e}")))?;
+            write_escaped(self.out, run);
+            let unit = 0xD000 | (u16::from(b1 & 0x3F) << 6) | u16::from(b2 & 0x3F);
+            self.out.extend_from_slice(b"\\u");
+            for shift in [12, 8, 4, 0] {
+                self.out.push(HEX[usize::from((unit >> shift) & 0xF)]);
+            }
+            start = at + 3;
+            from = start;
+        }
+        let run = std::str::from_utf8(&bytes[start..])
+            .map_err(|e| EncodeError(format!("str cannot be written: {e}")))?;
+        write_escaped(self.out, run);
+        self.out.push(b'"');
+        Ok(())
     }
 
     fn int(&mut self, i: &Bound<'_, PyInt>) -> Result<()> {
@@ -206,11 +251,20 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
         .unwrap_or_else(|_| "?".to_owned())
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
 /// Writes a JSON string the way `json.dumps(..., ensure_ascii=False)` does: only `"`,
 /// `\` and control characters are escaped; everything else is copied as UTF-8.
 pub fn write_string(out: &mut Vec<u8>, text: &str) {
     out.reserve(text.len() + 2);
     out.push(b'"');
+    write_escaped(out, text);
+    out.push(b'"');
+}
+
+/// The inside of a JSON string literal: `text` with `"`, `\` and controls escaped.
+#[inline]
+fn write_escaped(out: &mut Vec<u8>, text: &str) {
     let bytes = text.as_bytes();
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
@@ -227,7 +281,6 @@ pub fn write_string(out: &mut Vec<u8>, text: &str) {
         };
         out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
             out.extend_from_slice(b"\\u00");
             out.push(HEX[(b >> 4) as usize]);
             out.push(HEX[(b & 0xf) as usize]);
@@ -237,7 +290,6 @@ pub fn write_string(out: &mut Vec<u8>, text: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
 }
 
 /// Writes `v` as Python's `repr(float)` does (shortest round-trip digits, exponent
@@ -255,8 +307,7 @@ pub fn write_float(out: &mut Vec<u8>, v: f64) {
     if v.is_sign_negative() {
         out.push(b'-');
     }
-    // Rust's `{:e}` gives the shortest digits that round-trip, e.g. "1.2345e-7".
-    let sci = format!("{:e}", v.abs());
+    let sci = shortest_digits(v.abs());
     let (mantissa, exponent) = sci.split_once('e').expect("`{:e}` always has an exponent");
     let exponent: i32 = exponent.parse().expect("`{:e}` exponent is an integer");
     let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
@@ -295,6 +346,30 @@ pub fn write_float(out: &mut Vec<u8>, v: f64) {
     }
 }
 
+/// The shortest digits that read back as `v` (finite, not negative), in `{:e}` form
+/// ("1.2345e-7"), picked as Python's `repr` picks them: of two candidates equally near
+/// `v`, the even one. Rust's `{:e}` is shortest too, but rounds such a tie up
+/// (70368744177664.625 -> "7.036874417766463e13", Python "...62"), so its last digit is
+/// odd then. `{:.N$e}` rounds exactly with ties to even; when it differs and still reads
+/// back as `v`, it is Python's choice.
+fn shortest_digits(v: f64) -> String {
+    let sci = format!("{v:e}");
+    let mantissa = sci.split('e').next().unwrap_or_default();
+    // In a tie the candidates lie half a unit of their last digit from `v`, within half
+    // an ulp (<= v * 2^-53): that takes 16 digits or more, so short reprs (0.1, 2.5)
+    // never pay for the second formatting.
+    let digits = mantissa.len() - usize::from(mantissa.contains('.'));
+    if digits < 16 || mantissa.bytes().last().is_some_and(|d| d % 2 == 0) {
+        return sci;
+    }
+    let precision = digits - 1; // after the point
+    let exact = format!("{v:.precision$e}");
+    if exact != sci && exact.parse::<f64>() == Ok(v) {
+        return exact;
+    }
+    sci
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,10 +401,38 @@ mod tests {
             (f64::INFINITY, "Infinity"),
             (f64::NEG_INFINITY, "-Infinity"),
             (-2.5, "-2.5"),
+            // 70368744177664.625 exactly: two shortest candidates equally near, Python
+            // takes the even one.
+            (f64::from_bits(0x42d0_0000_0000_0028), "70368744177664.62"),
+            (-f64::from_bits(0x42d0_0000_0000_0028), "-70368744177664.62"),
         ];
         for (v, want) in cases {
             assert_eq!(float_text(v), want, "{v:?}");
         }
+    }
+
+    /// Python's `repr` decides: random bit patterns, and values with a few binary fraction
+    /// digits, whose exact decimal expansion is short enough for two shortest candidates
+    /// to be equally near (the ties Rust's `{:e}` rounds the other way).
+    #[test]
+    fn floats_match_python_repr_at_random() {
+        Python::attach(|py| {
+            let repr = py.get_type::<PyFloat>().getattr("__repr__").unwrap();
+            let mut rng = fastrand::Rng::with_seed(20240607);
+            for i in 0..200_000 {
+                let v = if i % 2 == 0 {
+                    f64::from_bits(rng.u64(..))
+                } else {
+                    let mantissa = rng.u64(1 << 40..1 << 53) as f64;
+                    mantissa * 2f64.powi(rng.i32(-12..12))
+                };
+                if !v.is_finite() {
+                    continue;
+                }
+                let want: String = repr.call1((v,)).unwrap().extract().unwrap();
+                assert_eq!(float_text(v), want, "{:?}", v.to_bits());
+            }
+        });
     }
 
     #[test]

@@ -7,7 +7,6 @@ pub use decode::Fields;
 pub use encode::{write_float, write_string};
 
 use pyo3::prelude::*;
-use pyo3::types::PyString;
 
 use crate::errors::Error;
 
@@ -41,40 +40,7 @@ pub fn decode_record<'py>(
             "stored value of {id:?} is not valid JSON: {why}"
         ))
         .into()),
-        Err(decode::DecodeError::LoneSurrogate) => decode_with_python(py, id, bytes, fields),
     }
-}
-
-/// Lone surrogates (`"\ud800"`) are legal for Python's `json` but cannot live in a
-/// Rust `str`; such documents, which only Python writers produce, go to `json.loads`.
-#[cold]
-fn decode_with_python<'py>(
-    py: Python<'py>,
-    id: &str,
-    bytes: &[u8],
-    fields: Option<&Fields>,
-) -> PyResult<Option<Bound<'py, PyAny>>> {
-    let text = std::str::from_utf8(bytes).expect("decoder checked UTF-8");
-    let value = py
-        .import("json")?
-        .call_method1("loads", (PyString::new(py, text),))
-        .map_err(|e| Error::Serialization(format!("stored value of {id:?}: {e}")))?;
-    let Some(fields) = fields else {
-        return Ok(Some(value));
-    };
-    if !value.is_truthy()? {
-        return Ok(None);
-    }
-    let Ok(dict) = value.cast::<pyo3::types::PyDict>() else {
-        return Ok(Some(value));
-    };
-    let kept = pyo3::types::PyDict::new(py);
-    for (k, v) in dict.iter() {
-        if fields.contains(k.extract::<&str>()?) {
-            kept.set_item(k, v)?;
-        }
-    }
-    Ok(Some(kept.into_any()))
 }
 
 #[cfg(test)]
@@ -115,6 +81,13 @@ mod tests {
                 "0",
                 "-0",
                 "1E5",
+                // Lone surrogates, and escapes that only look like pairs.
+                r#""\ud800""#,
+                r#""a\udc00b\udbff""#,
+                r#""\ud800\ud800\udc00""#,
+                r#""\ud800\u0041\ud83d""#,
+                r#""\ude00\ud83d""#,
+                r#"{"\ud800 k": ["\udfff", "\n\ud800é"]}"#,
             ] {
                 agrees(py, text);
             }
@@ -137,6 +110,8 @@ mod tests {
                 "\"open",
                 "{'a': 1}",
                 "+1",
+                r#""\ud800\u12""#,
+                r#""\ud800\x""#,
             ] {
                 let err = decode_record(py, "bad", text.as_bytes(), None).unwrap_err();
                 assert!(err.to_string().contains("\"bad\""), "{text}: {err}");
@@ -169,6 +144,62 @@ mod tests {
                 .is_none());
             // Dropped values are still validated.
             assert!(decode_record(py, "t", br#"{"b": [1,], "a": 1}"#, Some(&fields)).is_err());
+        });
+    }
+
+    #[test]
+    fn lone_surrogates_are_escaped_and_read_back() {
+        Python::attach(|py| {
+            let value = py
+                .eval(
+                    c"{'a': 'x\\ud800\\n', '\\udfff': ['\\ud83d\\ude00', '\\U0001f600']}",
+                    None,
+                    None,
+                )
+                .unwrap();
+            let bytes = encode_record("t", &value).unwrap();
+            assert_eq!(
+                std::str::from_utf8(&bytes).unwrap(),
+                r#"{"a":"x\ud800\n","\udfff":["\ud83d\ude00","😀"]}"#
+            );
+            let back = decode_record(py, "t", &bytes, None).unwrap().unwrap();
+            // The two lone halves of a pair come back joined, as json.loads joins them.
+            let want = py
+                .eval(
+                    c"{'a': 'x\\ud800\\n', '\\udfff': ['\\U0001f600', '\\U0001f600']}",
+                    None,
+                    None,
+                )
+                .unwrap();
+            assert!(back.eq(&want).unwrap(), "{back:?}");
+            // Regression: a key with a lone surrogate that the projection drops made the
+            // json.loads fallback this replaced raise UnicodeEncodeError.
+            let fields: Fields = ["a".into()].into_iter().collect();
+            let got = decode_record(py, "t", &bytes, Some(&fields))
+                .unwrap()
+                .unwrap();
+            assert!(got
+                .eq(py.eval(c"{'a': 'x\\ud800\\n'}", None, None).unwrap())
+                .unwrap());
+        });
+    }
+
+    /// Regression: past Python's int digit limit `int()` raised ValueError out of the
+    /// codec; json.loads refuses such a document, so it is a SerializationError, also
+    /// where a projection drops the number.
+    #[test]
+    fn ints_past_pythons_digit_limit_are_not_readable_json() {
+        Python::attach(|py| {
+            let digits = "7".repeat(5000);
+            let fields: Fields = ["a".into()].into_iter().collect();
+            for (text, fields) in [
+                (digits.clone(), None),
+                (format!(r#"{{"a": 1, "b": [-{digits}]}}"#), Some(&fields)),
+            ] {
+                let err = decode_record(py, "big", text.as_bytes(), fields).unwrap_err();
+                let message = err.to_string();
+                assert!(message.contains(r#""big" is not valid JSON"#), "{message}");
+            }
         });
     }
 
