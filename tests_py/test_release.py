@@ -1,7 +1,8 @@
 """The release machinery, checked here because GitHub Actions do not run here.
 
 - maturin's sdist is complete and builds a wheel; both pass ``twine check``; the wheel's
-  version is Cargo.toml's (the single source) and the changelog has a section for it.
+  version is Cargo.toml's (the single source) and the changelog has a section for it;
+  installed alone, the wheel passes the smoke test the release workflow runs.
 - The workflows, read as data: every platform is built, the wheels are tested, PyPI
   publishing happens only on a ``v*`` tag with trusted publishing, CI runs ``.ci/run``.
 - The tree refers to nothing outside itself, and the scripts never let the
@@ -134,6 +135,23 @@ def test_one_version_everywhere(dists: Dists) -> None:
     assert heading, f"CHANGELOG.md has no section for {version}"
     # Until the tag it says so; release.yml refuses to publish without a date.
     assert re.fullmatch(r"Unreleased|\d{4}-\d{2}-\d{2}", heading.group(1)), heading.group(0)
+
+
+@build
+@pytest.mark.timeout(1800)
+def test_wheel_passes_the_release_smoke_test(dists: Dists, tmp_path: Path) -> None:
+    """The wheel built from the sdist, alone in a fresh environment (no nano-graphrag),
+    passes the smoke test release.yml runs on the platforms without the full suite, with
+    a real redis-server: so that script is known to work before it runs there."""
+    redis_server = local_server.find_redis_server()
+    if redis_server is None:
+        pytest.skip("no redis-server")
+    venv = tmp_path / "venv"
+    run(sys.executable, "-m", "venv", venv, cwd=tmp_path, timeout=120)
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    run(python, "-m", "pip", "install", "-q", "--no-deps", "--no-index", dists.wheel, cwd=tmp_path, timeout=120)
+    out = run(python, ROOT / ".github" / "scripts" / "smoke_wheel.py", redis_server, cwd=tmp_path, timeout=120)
+    assert f"round trip against {redis_server}" in out, out
 
 
 def tree_files(*dirs: str) -> set[str]:
