@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
 from nano_graphrag_redis.offline import SAMPLE_TEXT, OfflineModel, offline_graphrag_kwargs, offline_tiktoken
 
@@ -31,8 +32,20 @@ def block_with(marker: str) -> str:
     return block
 
 
+def run_graphrag_block(code: str, namespace: dict[str, Any]) -> None:
+    # GraphRAG's sync insert()/query() run on asyncio.get_event_loop(): give them one
+    # we close afterwards (an unclosed loop is a ResourceWarning, an error here).
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        exec(compile(code, "README.md", "exec"), namespace)
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
 def test_graphrag_example(tmp_path: Path, redis_url: str, prefix: str) -> None:
-    code = block_with("rag.insert(")
+    code = block_with('Path("book.txt")')
     book = tmp_path / "book.txt"
     book.write_text(SAMPLE_TEXT, encoding="utf-8")
     code = code.replace('working_dir="./work",', "**offline_graphrag_kwargs(WORK, MODEL),")
@@ -44,17 +57,29 @@ def test_graphrag_example(tmp_path: Path, redis_url: str, prefix: str) -> None:
         "WORK": str(tmp_path),
         "MODEL": OfflineModel(),
     }
-    # GraphRAG's sync insert()/query() run on asyncio.get_event_loop(): give them one
-    # we close afterwards (an unclosed loop is a ResourceWarning, an error here).
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        with offline_tiktoken():
-            exec(compile(code, "README.md", "exec"), namespace)
-    finally:
-        asyncio.set_event_loop(None)
-        loop.close()
+    with offline_tiktoken():
+        run_graphrag_block(code, namespace)
     assert namespace["MODEL"].calls > 0
+
+
+def test_offline_graphrag_example(
+    tmp_path: Path, redis_url: str, prefix: str, raw: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The offline variant runs as written: only the Redis URL (plus a test prefix) and
+    the working directory change; no patching around it."""
+    code = block_with("with offline_tiktoken():")
+    work = tmp_path / "work-offline"
+    code = code.replace('"./work-offline"', repr(str(work)))
+    code = code.replace('"redis://localhost:6379"', f'"{redis_url}", "redis_key_prefix": "{prefix}"')
+    assert str(work) in code and redis_url in code
+    run_graphrag_block(code, {})
+    answer = capsys.readouterr().out
+    assert "Marisol Vance" in answer, answer
+    assert work.is_dir()
+    stored = {ns: len(list(raw.scan_iter(f"{prefix}:{ns}:*"))) for ns in ("full_docs", "text_chunks")}
+    assert stored["full_docs"] == 1 and stored["text_chunks"] > 1, stored
+    assert next(raw.scan_iter(f"{prefix}:llm_response_cache:*"), None) is not None
+    assert next(raw.scan_iter(f"{prefix}:community_reports:*"), None) is not None
 
 
 def test_direct_use_example(redis_url: str, capsys: pytest.CaptureFixture[str]) -> None:
