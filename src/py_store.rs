@@ -374,8 +374,9 @@ fn field_set(fields: &Bound<'_, PyAny>) -> PyResult<Fields> {
         let field = field?;
         // A non-str field can never match a JSON object key: like JsonKVStorage, it
         // simply selects nothing.
-        if let Ok(s) = field.cast::<PyString>() {
-            out.insert(s.to_str()?.into());
+        // A field with a lone surrogate cannot match a decoded object key either.
+        if let Ok(Ok(text)) = field.cast::<PyString>().map(|s| s.to_str()) {
+            out.insert(text.into());
         }
     }
     Ok(out)
