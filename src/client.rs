@@ -106,7 +106,7 @@ where
         Error::Unavailable(format!(
             "Redis at {} is unavailable: {}; {how}",
             server(),
-            why.unwrap_or("no connection")
+            why.unwrap_or("no connection could be made in time")
         ))
     };
     let retries = async {
