@@ -1,5 +1,6 @@
-"""Shared fixtures: one real redis-server per test session, a fresh key prefix per test
-(so tests never see each other's keys), and a clean environment."""
+"""Shared fixtures: one real redis-server per test session (and, for the tests that ask
+for them, one Redis Cluster and one Sentinel set), a fresh key prefix per test (so tests
+never see each other's keys), and a clean environment."""
 
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ from typing import Any
 import pytest
 import redis
 
-from nano_graphrag_redis.local_server import RedisServer
+from nano_graphrag_redis.local_server import RedisCluster, RedisSentinelSet, RedisServer
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered, because the suite turns warnings (here: an unknown mark) into errors.
+    config.addinivalue_line("markers", "slow: takes seconds (a failover, a private topology); -m 'not slow' skips it")
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +32,24 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def redis_server() -> Iterator[RedisServer]:
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """3 masters + 3 replicas, started when a test first asks for it (~3 s), shared by the
+    rest of the session. A test that fails a node over must leave the cluster healthy
+    (restart_node); roles may then be swapped, so ask for them (masters()), never assume."""
+    with RedisCluster() as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[RedisSentinelSet]:
+    """A master + 1 replica watched by 3 sentinels ("mymaster"), started when a test first
+    asks for it (~1 s), shared by the rest of the session. Same rule as redis_cluster: a
+    failover must leave it healthy, and the master is whatever master() says."""
+    with RedisSentinelSet() as sentinel:
+        yield sentinel
 
 
 @pytest.fixture
