@@ -13,6 +13,7 @@ import pytest
 import redis
 
 from nano_graphrag_redis.local_server import RedisCluster, RedisSentinelSet, RedisServer
+from topology import TOPOLOGIES, Topology, topology_for
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,5 +73,25 @@ def settings(redis_url: str, prefix: str) -> dict[str, Any]:
 def raw(redis_server: RedisServer) -> Iterator[redis.Redis]:
     """A plain redis-py client for looking at (and writing) keys directly."""
     client = redis.Redis(host="127.0.0.1", port=redis_server.port)
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=TOPOLOGIES)
+def topology(request: pytest.FixtureRequest) -> Topology:
+    """Runs a test on one server, on the session cluster and on the session Sentinel set."""
+    return topology_for(request, request.param)
+
+
+@pytest.fixture
+def topo_settings(topology: Topology, prefix: str) -> dict[str, Any]:
+    """Keyword settings for a storage on `topology`, under this test's prefix."""
+    return {"redis_url": topology.url, "redis_key_prefix": prefix}
+
+
+@pytest.fixture
+def topo_raw(topology: Topology) -> Iterator[Any]:
+    """A redis-py client that sees every key of `topology`."""
+    client = topology.client()
     yield client
     client.close()

@@ -1,7 +1,7 @@
 """The BaseKVStorage contract, run identically against:
 
-* ``RedisKVStorage`` (async),
-* its blocking API (``BlockingRedisKVStorage``),
+* ``RedisKVStorage`` (async) and its blocking API (``BlockingRedisKVStorage``), each on
+  one server, on a Redis Cluster and on the master behind Sentinel,
 * nano-graphrag's own ``JsonKVStorage``, which defines the expected semantics.
 
 Every check here must pass for all three; Redis-only behaviour lives elsewhere.
@@ -18,6 +18,7 @@ import pytest
 from nano_graphrag._storage import JsonKVStorage
 
 from nano_graphrag_redis import BlockingRedisKVStorage, RedisKVStorage
+from topology import TOPOLOGIES, topology_for
 
 Factory = Callable[[str], Any]
 
@@ -37,9 +38,11 @@ class AsyncOverBlocking:
         return call
 
 
-@pytest.fixture(params=["redis", "blocking", "json"])
-def make(request: pytest.FixtureRequest, settings: dict[str, Any], tmp_path: Path) -> Factory:
-    kind = request.param
+@pytest.fixture(params=[f"{api}-{t}" for api in ("redis", "blocking") for t in TOPOLOGIES] + ["json"])
+def make(request: pytest.FixtureRequest, prefix: str, tmp_path: Path) -> Factory:
+    kind, _, topology = request.param.partition("-")
+    if topology:
+        settings = {"redis_url": topology_for(request, topology).url, "redis_key_prefix": prefix}
     if kind == "redis":
         return lambda ns: RedisKVStorage(namespace=ns, global_config={}, **settings)
     if kind == "blocking":

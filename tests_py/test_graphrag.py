@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 from nano_graphrag import GraphRAG, QueryParam
 from nano_graphrag.prompt import PROMPTS
 
 from nano_graphrag_redis import RedisKVStorage
 from nano_graphrag_redis.offline import SAMPLE_TEXT, OfflineModel, offline_graphrag_kwargs, offline_tiktoken
+from topology import Topology
 
 QUESTIONS = {
     "local": "Who is Marisol Vance?",
@@ -36,11 +36,12 @@ async def ask(rag: GraphRAG, modes: list[str]) -> dict[str, str]:
     return {mode: await rag.aquery(QUESTIONS[mode], QueryParam(mode=mode)) for mode in modes}
 
 
-def namespace_keys(raw: redis.Redis, prefix: str, namespace: str) -> list[bytes]:
+def namespace_keys(raw: Any, prefix: str, namespace: str) -> list[bytes]:
     return list(raw.scan_iter(match=f"{prefix}:{namespace}:*", count=1000))
 
 
-def test_graphrag_on_redis(tmp_path: Path, redis_url: str, prefix: str, raw: redis.Redis) -> None:
+def test_graphrag_on_redis(tmp_path: Path, topology: Topology, prefix: str, topo_raw: Any) -> None:
+    redis_url, raw = topology.url, topo_raw
     fail = PROMPTS["fail_response"]
     with offline_tiktoken():
         model = OfflineModel()

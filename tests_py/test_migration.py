@@ -43,8 +43,9 @@ def cli(settings: dict[str, Any], *args: str) -> int:
 
 
 def test_round_trip_json_redis_json(
-    json_run: Path, tmp_path: Path, settings: dict[str, Any], capsys: pytest.CaptureFixture[str]
+    json_run: Path, tmp_path: Path, topo_settings: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
+    settings = topo_settings
     assert cli(settings, "migrate", "--working-dir", str(json_run), "--verify") == 0
     out = capsys.readouterr().out
     for ns in NAMESPACES:

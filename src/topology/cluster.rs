@@ -221,8 +221,10 @@ impl Cluster {
                     if let Some((id, len)) = largest {
                         request = request.with_largest_value(id, len);
                     }
-                    let reply = node.send::<Vec<T>>(request, retrying).await;
-                    (page, reply)
+                    // Not `retrying`: if this master is down for good, its slots move
+                    // to a replica; waiting for its breaker would not help.
+                    let reply = node.send::<Vec<T>>(request, false).await;
+                    (page, reply.map_err(reroutable))
                 });
                 let mut failure: Option<Failure> = None;
                 for (page, reply) in join_all(sends).await {
@@ -247,6 +249,12 @@ impl Cluster {
                 }
                 match failure {
                     None => Ok(()),
+                    Some(Failure::Dial(why)) => {
+                        // A master is unreachable: give the cluster a moment to fail it
+                        // over before the slot map is read again.
+                        tokio::time::sleep(REFRESH_EVERY).await;
+                        Err(Failure::Dial(why))
+                    }
                     Some(failure) => Err(failure),
                 }
             },
@@ -283,6 +291,15 @@ impl Cluster {
             Error::Unavailable(_) => Error::Unavailable(message),
             _ => Error::Operation(message),
         }
+    }
+}
+
+/// A node's open breaker is final for that node, not for the keys: their slots may
+/// have moved to another master by the next attempt.
+fn reroutable(failure: Failure) -> Failure {
+    match failure {
+        Failure::Final(Error::Unavailable(why)) => Failure::Dial(why),
+        failure => failure,
     }
 }
 

@@ -27,7 +27,7 @@ use crate::node::{redis_client_with, Auth};
 use crate::runtime;
 
 /// How often the sentinels are asked whether the master moved.
-const WATCH_EVERY: Duration = Duration::from_millis(300);
+const WATCH_EVERY: Duration = Duration::from_millis(250);
 
 pub struct Sentinel {
     single: Single,
