@@ -73,6 +73,19 @@ pub fn is_redirect(err: &RedisError) -> bool {
         || is_readonly(err)
 }
 
+/// Where a cluster redirect points: `(asking, host:port)` for `ASK <slot> <host:port>`
+/// (a slot being migrated: ask there once, after `ASKING`) and `MOVED <slot> <host:port>`
+/// (the slot's new owner).
+pub fn redirect_target(err: &RedisError) -> Option<(bool, String)> {
+    let (code, detail) = server_error(err)?;
+    let asking = match code.as_str() {
+        "ASK" => true,
+        "MOVED" => false,
+        _ => return None,
+    };
+    Some((asking, detail.split_whitespace().nth(1)?.to_owned()))
+}
+
 /// A write reached a replica: the master this client knew was demoted.
 pub fn is_readonly(err: &RedisError) -> bool {
     server_error(err).is_some_and(|(code, _)| code == "READONLY")

@@ -9,6 +9,7 @@ and writes reach the new master soon after its promotion.
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
@@ -148,3 +149,41 @@ def test_sentinel_failover_moves_writes_to_the_new_master(redis_sentinel: RedisS
     assert redis_sentinel.master() is replica
     kv.upsert({"after": {"ok": True}})
     assert redis.Redis(host="127.0.0.1", port=replica.port).exists(kv.redis_key("after"))
+
+
+@pytest.mark.slow
+def test_cluster_resharding_under_load(redis_cluster: RedisCluster, prefix: str) -> None:
+    # Slots move between masters (MIGRATE key by key: ASK, then MOVED) while writers and
+    # a reader run; afterwards every acknowledged write is readable and all_keys sees
+    # each exactly once.
+    kv = BlockingRedisKVStorage("docs", redis_url=redis_cluster.url, redis_key_prefix=prefix, **PATIENT)
+    kv.upsert({f"seed-{i}": {"i": i} for i in range(3000)})
+    source, target = redis_cluster.masters()[:2]
+    ids = {
+        node: subprocess.run(
+            ["redis-cli", "-p", str(node.port), "CLUSTER", "MYID"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for node in (source, target)
+    }
+    load = Workload(kv)
+    load.start()
+    try:
+        moved = subprocess.run(
+            [
+                "redis-cli", "--cluster", "reshard", f"127.0.0.1:{source.port}",
+                "--cluster-from", ids[source], "--cluster-to", ids[target],
+                "--cluster-slots", "1500", "--cluster-yes", "--cluster-pipeline", "10",
+            ],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert moved.returncode == 0, moved.stdout[-2000:] + moved.stderr[-2000:]
+        time.sleep(0.5)
+    finally:
+        load.finish()
+        redis_cluster.wait_healthy()
+    print(f"\ncluster resharding: {len(load.acked)} writes acked, {len(load.failed)} calls failed")
+    assert load.failed == [], load.failed[:3]
+    assert load.lost() == []
+    expected = {f"seed-{i}" for i in range(3000)} | {key for _, key in load.acked}
+    keys = kv.all_keys()
+    assert len(keys) == len(set(keys)) and set(keys) == expected

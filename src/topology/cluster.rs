@@ -22,13 +22,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{join_all, BoxFuture};
-use redis::{Pipeline, Value as RedisValue};
+use redis::{Cmd, Pipeline, Value as RedisValue};
 
 use super::single::{scan_node, set, PAGE};
 use super::{Key, OnPage, Topology, Value};
 use crate::client::{with_retries, Failure, Request};
 use crate::config::ConnectionSettings;
-use crate::errors::{Error, Result};
+use crate::errors::{self, Error, Result};
 use crate::link::Fixed;
 use crate::node::{redis_client, Node};
 
@@ -177,78 +177,82 @@ impl Cluster {
         Err(last)
     }
 
-    /// Runs a per-key batch: `build(keys)` is the pipeline for one master's page; the
-    /// replies of each key land at its position. Keys not served yet are re-routed and
-    /// sent again on the next attempt.
+    /// Runs `command` for every key: each master gets one pipeline per page of its
+    /// keys, all masters at once; each reply lands at its key's position. Keys not
+    /// served yet are re-routed on a fresh slot map and sent again on the next attempt;
+    /// a key answered `ASK` is sent at once to the node named, after `ASKING`.
     /// `largest` (a record id and its length) is checked against each master's limit
     /// before sending.
     async fn batch<T, B>(
         &self,
         keys: &[Key],
         largest: Option<(&[u8], usize)>,
-        build: B,
+        command: B,
     ) -> Result<Vec<T>>
     where
         T: redis::FromRedisValue + Clone + Send,
-        B: Fn(&[&Key]) -> Pipeline + Sync,
+        B: Fn(&Key) -> Cmd + Sync,
     {
         let results: Mutex<Vec<Option<T>>> = Mutex::new(vec![None; keys.len()]);
         let pending: Mutex<Vec<usize>> = Mutex::new((0..keys.len()).collect());
-        let (results_ref, pending_ref, build) = (&results, &pending, &build);
+        let page = Page {
+            cluster: self,
+            keys,
+            largest,
+            command: &command,
+        };
+        let (results_ref, pending_ref, page) = (&results, &pending, &page);
         with_retries(
             &self.settings,
             || self.describe(),
             |retrying| async move {
-                let (results, pending) = (results_ref, pending_ref);
                 let map = self.slot_map(retrying).await?;
-                let todo = std::mem::take(&mut *pending.lock().unwrap_or_else(|e| e.into_inner()));
+                let todo =
+                    std::mem::take(&mut *pending_ref.lock().unwrap_or_else(|e| e.into_inner()));
                 let groups = group_by_master(&map, keys, &todo).map_err(Failure::Final)?;
                 let sends = groups.into_iter().flat_map(|(master, positions)| {
                     let address = map.masters[master].clone();
                     positions
                         .chunks(PAGE)
-                        .map(|page| (address.clone(), page.to_vec()))
+                        .map(|chunk| (address.clone(), chunk.to_vec()))
                         .collect::<Vec<_>>()
                 });
-                let sends = sends.map(|(address, page)| async move {
-                    let node = match self.node(&address) {
-                        Ok(node) => node,
-                        Err(err) => return (page, Err(Failure::Final(err))),
-                    };
-                    let page_keys: Vec<&Key> = page.iter().map(|&i| &keys[i]).collect();
-                    let pipe = build(&page_keys);
-                    let mut request = Request::pipeline(&pipe);
-                    if let Some((id, len)) = largest {
-                        request = request.with_largest_value(id, len);
-                    }
-                    // Not `retrying`: if this master is down for good, its slots move
-                    // to a replica; waiting for its breaker would not help.
-                    let reply = node.send::<Vec<T>>(request, false).await;
-                    (page, reply.map_err(reroutable))
-                });
-                let mut failure: Option<Failure> = None;
-                for (page, reply) in join_all(sends).await {
-                    match reply {
-                        Ok(values) => {
-                            let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
-                            for (position, value) in page.into_iter().zip(values) {
-                                results[position] = Some(value);
-                            }
-                        }
-                        Err(err) => {
-                            pending
-                                .lock()
-                                .unwrap_or_else(|e| e.into_inner())
-                                .extend(page);
-                            // A final failure wins over a retryable one.
-                            if !matches!(failure, Some(Failure::Final(_))) {
-                                failure = Some(err);
-                            }
-                        }
-                    }
+                let sent = join_all(
+                    sends.map(|(address, positions)| page.send(address, positions, false)),
+                )
+                .await;
+                let mut outcome = Outcome::default();
+                for (positions, reply) in sent {
+                    outcome.take(self, positions, reply, results_ref);
                 }
-                match failure {
-                    None => Ok(()),
+                // Redirected keys go to the node named, now (after ASKING for a slot in
+                // migration); the slot map learns the moved slots.
+                let redirects = std::mem::take(&mut outcome.redirects);
+                self.learn_moves(keys, &redirects);
+                let mut by_target: HashMap<(String, bool), Vec<usize>> = HashMap::new();
+                for (position, asking, target) in redirects {
+                    by_target
+                        .entry((target, asking))
+                        .or_default()
+                        .push(position);
+                }
+                let redirected = join_all(
+                    by_target
+                        .into_iter()
+                        .map(|((target, asking), positions)| page.send(target, positions, asking)),
+                )
+                .await;
+                for (positions, reply) in redirected {
+                    outcome.take(self, positions, reply, results_ref);
+                }
+                let redirected_again = outcome.redirects.iter().map(|(p, _, _)| *p);
+                pending_ref
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .extend(outcome.unserved.iter().copied().chain(redirected_again));
+                match outcome.failure {
+                    None if outcome.redirects.is_empty() => Ok(()),
+                    None => Err(Failure::Sent("the slot kept moving (MOVED/ASK)".to_owned())),
                     Some(Failure::Dial(why)) => {
                         // A master is unreachable: give the cluster a moment to fail it
                         // over before the slot map is read again.
@@ -266,6 +270,51 @@ impl Cluster {
             .into_iter()
             .map(|v| v.expect("every key was served"))
             .collect())
+    }
+
+    /// Records the new owners that `MOVED` replies named, so the next requests go there
+    /// without waiting for the slot map to be read again.
+    fn learn_moves(&self, keys: &[Key], redirects: &[(usize, bool, String)]) {
+        let moves: Vec<(u16, &str)> = redirects
+            .iter()
+            .filter(|(_, asking, _)| !asking)
+            .map(|(position, _, target)| (slot(&keys[*position]), target.as_str()))
+            .collect();
+        if moves.is_empty() {
+            return;
+        }
+        let mut current = self.map.write().unwrap_or_else(|e| e.into_inner());
+        let Some(map) = current.as_ref() else { return };
+        let mut masters = map.masters.clone();
+        let mut owners = map.owners.clone();
+        for (slot, target) in moves {
+            let index = match masters.iter().position(|m| m == target) {
+                Some(index) => index,
+                None => {
+                    masters.push(target.to_owned());
+                    masters.len() - 1
+                }
+            };
+            owners[slot as usize] = index as u16;
+        }
+        *current = Some(Arc::new(SlotMap {
+            masters,
+            owners,
+            read_at: map.read_at,
+        }));
+    }
+
+    /// What an error reply to one key means for the batch.
+    fn refusal(&self, err: &redis::RedisError) -> Failure {
+        let secret = self.settings.secret();
+        let why = || errors::describe(err, secret.as_deref());
+        if errors::is_busy(err) {
+            Failure::Busy(why())
+        } else if errors::is_redirect(err) {
+            Failure::Sent(why())
+        } else {
+            Failure::Final(Error::from_redis(err, secret.as_deref()))
+        }
     }
 
     /// The keys of a failed write, for the error: which ones may not have been written.
@@ -290,6 +339,101 @@ impl Cluster {
         match err {
             Error::Unavailable(_) => Error::Unavailable(message),
             _ => Error::Operation(message),
+        }
+    }
+}
+
+/// What one attempt of a batch sends: the keys, the per-key command, the size check.
+struct Page<'a, B> {
+    cluster: &'a Cluster,
+    keys: &'a [Key],
+    largest: Option<(&'a [u8], usize)>,
+    command: &'a B,
+}
+
+/// One node's replies to a page: one result per key, or the failure of the whole page.
+type PageReply<T> = std::result::Result<Vec<redis::RedisResult<T>>, Failure>;
+
+impl<B: Fn(&Key) -> Cmd> Page<'_, B> {
+    /// Sends the keys at `positions` to `address` as one pipeline (each command after
+    /// `ASKING` when `asking`); errors come back per key.
+    async fn send<T: redis::FromRedisValue>(
+        &self,
+        address: String,
+        positions: Vec<usize>,
+        asking: bool,
+    ) -> (Vec<usize>, PageReply<T>) {
+        let node = match self.cluster.node(&address) {
+            Ok(node) => node,
+            Err(err) => return (positions, Err(Failure::Final(err))),
+        };
+        let mut pipe = Pipeline::with_capacity(positions.len() * (1 + usize::from(asking)));
+        pipe.ignore_errors();
+        for &position in &positions {
+            if asking {
+                pipe.cmd("ASKING").ignore();
+            }
+            pipe.add_command((self.command)(&self.keys[position]));
+        }
+        let mut request = Request::pipeline(&pipe);
+        if let Some((id, len)) = self.largest {
+            request = request.with_largest_value(id, len);
+        }
+        // Not `retrying`: if this master is down for good, its slots move to a
+        // replica; waiting for its breaker would not help.
+        let reply = node
+            .send::<Vec<redis::RedisResult<T>>>(request, false)
+            .await;
+        (positions, reply.map_err(reroutable))
+    }
+}
+
+/// What an attempt of a batch achieved.
+#[derive(Default)]
+struct Outcome {
+    /// Positions to send again on the next attempt.
+    unserved: Vec<usize>,
+    /// Positions redirected: `(position, asking, host:port)` (see
+    /// [`errors::redirect_target`]).
+    redirects: Vec<(usize, bool, String)>,
+    /// Why the attempt is not complete (a final failure wins over a retryable one).
+    failure: Option<Failure>,
+}
+
+impl Outcome {
+    fn take<T>(
+        &mut self,
+        cluster: &Cluster,
+        positions: Vec<usize>,
+        reply: PageReply<T>,
+        results: &Mutex<Vec<Option<T>>>,
+    ) {
+        let replies = match reply {
+            Ok(replies) => replies,
+            Err(failure) => {
+                self.unserved.extend(positions);
+                self.fail(failure);
+                return;
+            }
+        };
+        let mut results = results.lock().unwrap_or_else(|e| e.into_inner());
+        for (position, reply) in positions.into_iter().zip(replies) {
+            match reply {
+                Ok(value) => results[position] = Some(value),
+                Err(err) => match errors::redirect_target(&err) {
+                    Some((asking, target)) => self.redirects.push((position, asking, target)),
+                    None => {
+                        self.unserved.push(position);
+                        self.fail(cluster.refusal(&err));
+                    }
+                },
+            }
+        }
+    }
+
+    fn fail(&mut self, failure: Failure) {
+        if !matches!(self.failure, Some(Failure::Final(_))) {
+            self.failure = Some(failure);
         }
     }
 }
@@ -383,29 +527,16 @@ fn parse_slots(reply: &RedisValue, asked: &str) -> Result<SlotMap> {
 impl Topology for Cluster {
     fn get_many<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Option<Value>>>> {
         Box::pin(async move {
+            // MGET of one key: a key of another type reads as absent, as on one server.
             let replies: Vec<Vec<Option<Value>>> = self
-                .batch(keys, None, |page| {
-                    let mut pipe = Pipeline::with_capacity(page.len());
-                    for key in page {
-                        // MGET of one key: a key of another type reads as absent, as on
-                        // one server.
-                        pipe.cmd("MGET").arg(*key);
-                    }
-                    pipe
-                })
+                .batch(keys, None, |key| redis::cmd("MGET").arg(key).to_owned())
                 .await?;
             Ok(replies.into_iter().map(|mut r| r.pop().flatten()).collect())
         })
     }
 
     fn exists_many<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<bool>>> {
-        Box::pin(self.batch(keys, None, |page| {
-            let mut pipe = Pipeline::with_capacity(page.len());
-            for key in page {
-                pipe.cmd("EXISTS").arg(*key);
-            }
-            pipe
-        }))
+        Box::pin(self.batch(keys, None, |key| redis::cmd("EXISTS").arg(key).to_owned()))
     }
 
     fn put_many<'a>(
@@ -421,12 +552,8 @@ impl Topology for Cluster {
                 .map(|(k, v)| (k.as_slice(), v.as_slice()))
                 .collect();
             let written = self
-                .batch::<RedisValue, _>(&keys, Some(largest), |page| {
-                    let mut pipe = Pipeline::with_capacity(page.len());
-                    for key in page {
-                        pipe.add_command(set(key, values[key.as_slice()], ttl));
-                    }
-                    pipe
+                .batch::<RedisValue, _>(&keys, Some(largest), |key| {
+                    set(key, values[key.as_slice()], ttl)
                 })
                 .await;
             written
@@ -438,13 +565,7 @@ impl Topology for Cluster {
     fn unlink_many<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             let removed: Vec<u64> = self
-                .batch(keys, None, |page| {
-                    let mut pipe = Pipeline::with_capacity(page.len());
-                    for key in page {
-                        pipe.cmd("UNLINK").arg(*key);
-                    }
-                    pipe
-                })
+                .batch(keys, None, |key| redis::cmd("UNLINK").arg(key).to_owned())
                 .await?;
             Ok(removed.into_iter().sum())
         })
