@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from nano_graphrag_redis.local_server import RedisServer, embedded_redis_server, find_redis_server
+from topology import Topology
 
 
 def clean_env(env: dict[str, str] | None = None) -> dict[str, str]:
@@ -157,8 +158,10 @@ def test_demo_fails_when_the_given_redis_is_unreachable(tmp_path: Path, given_by
     assert not (tmp_path / "redis-data").exists()
 
 
-def test_demo_uses_a_reachable_redis(tmp_path: Path, redis_url: str) -> None:
-    out = run("demo", "--working-dir", str(tmp_path), "--redis-url", redis_url, "--key-prefix", "demo_reachable")
+def test_demo_uses_a_reachable_redis(tmp_path: Path, topology: Topology, prefix: str) -> None:
+    # One server, an existing Redis Cluster, the master behind Sentinel: the same demo.
+    redis_url = topology.url
+    out = run("demo", "--working-dir", str(tmp_path), "--redis-url", redis_url, "--key-prefix", prefix)
     assert out.returncode == 0, out.stderr
     assert f"Redis: {redis_url} (reachable)" in out.stdout
     assert "throwaway" not in out.stdout

@@ -201,6 +201,14 @@ impl Target for SentinelTarget {
                     items.first(),
                     Some(redis::Value::BulkString(r)) if r.as_slice() == b"master"
                 ),
+                // The server said why it will not answer (NOAUTH, ...): that is the error.
+                Err(err) if errors::must_stop(err) => {
+                    let secret = self.0.settings.secret();
+                    return Err(DialFailure::Final(Error::from_redis(
+                        err,
+                        secret.as_deref(),
+                    )));
+                }
                 _ => false,
             };
             if is_master {
