@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -226,3 +227,45 @@ def test_unexpected_failure_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys:
     assert cli.main(["demo"]) == 1
     err = capsys.readouterr().err
     assert err == "nano-graphrag-redis: error: RuntimeError: the LLM provider is unreachable\n"
+
+
+def test_server_refusals_are_one_line(tmp_path: Path) -> None:
+    # A server that wants a password, and something that answers HTTP: one line each,
+    # in the package's words (no "Pipeline failures: [(Index 0, ...", no parse dump).
+    with RedisServer("--requirepass", "pw-31415") as server:
+        out = run("export", "--working-dir", str(tmp_path), "--redis-url", server.url)
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "NOAUTH" in out.stderr and "Pipeline" not in out.stderr
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+
+        def answer_http() -> None:
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.recv(4096)
+                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+
+        threading.Thread(target=answer_http, daemon=True).start()
+        out = run("export", "--working-dir", str(tmp_path), "--redis-url", f"redis://127.0.0.1:{port}")
+    assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
+    assert "not in the Redis protocol" in out.stderr
+
+
+def test_the_eviction_warning_prints_once_per_server(tmp_path: Path, prefix: str) -> None:
+    with RedisServer("--maxmemory-policy", "allkeys-lru") as server:
+        seed = subprocess.run(
+            [sys.executable, "-c", f"from nano_graphrag_redis import BlockingRedisKVStorage as S; "
+             f"[S(ns, redis_url='{server.url}', redis_key_prefix='{prefix}').upsert({{'a': {{}}}}) "
+             f"for ns in ('full_docs', 'text_chunks', 'llm_response_cache', 'community_reports')]"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert seed.returncode == 0, seed.stderr
+        out = run("export", "--working-dir", str(tmp_path), "--redis-url", server.url, "--key-prefix", prefix)
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.count("allkeys-lru") == 1, out.stderr
