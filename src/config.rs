@@ -142,6 +142,11 @@ pub struct TlsFiles {
 pub struct Settings {
     pub connection: ConnectionSettings,
     pub key_prefix: String,
+    /// The workspace this namespace's keys carry (see `keys.rs`); `None` without one,
+    /// and for the LLM cache when it is shared across workspaces.
+    pub workspace: Option<String>,
+    /// `redis_shared_llm_cache`: every workspace reads and writes one LLM cache.
+    pub shared_llm_cache: bool,
     pub namespace: String,
     /// `None` means the records never expire.
     pub ttl: Option<u64>,
@@ -215,6 +220,8 @@ pub const SETTINGS: &[Spec] = &[
     text("redis_username", ""),
     text("redis_password", ""),
     text("redis_key_prefix", "nano_graphrag"),
+    text("redis_workspace", ""),
+    flag("redis_shared_llm_cache", "false"),
     seconds("redis_connection_timeout", "5", false, HOUR),
     seconds("redis_socket_timeout", "5", false, HOUR),
     seconds("redis_health_check_interval", "30", true, DAY),
@@ -443,6 +450,18 @@ impl Settings {
             )));
         }
 
+        let (workspace, workspace_origin) = r.string("redis_workspace", "")?;
+        if !workspace.is_empty() && !crate::keys::valid_workspace(&workspace) {
+            return Err(Error::Config(format!(
+                "{workspace_origin}: a workspace is 1 to 64 of A-Z a-z 0-9 _ . - \
+                 (other characters could make keys ambiguous), got {workspace:?}"
+            )));
+        }
+        let shared_llm_cache = r.flag("redis_shared_llm_cache")?.unwrap_or(false);
+        // The cache's keys are hashes of model and prompt: safe to share.
+        let shared_here = shared_llm_cache && namespace == "llm_response_cache";
+        let workspace = (!workspace.is_empty() && !shared_here).then_some(workspace);
+
         let ttl_names = [
             "redis_ttl".to_owned(),
             format!("redis_ttl_{namespace}"),
@@ -472,6 +491,8 @@ impl Settings {
         Ok(Settings {
             connection,
             key_prefix,
+            workspace,
+            shared_llm_cache,
             namespace: namespace.to_owned(),
             ttl: (ttl > 0).then_some(ttl),
         })
@@ -652,6 +673,7 @@ impl fmt::Debug for Settings {
         f.debug_struct("Settings")
             .field("namespace", &self.namespace)
             .field("key_prefix", &self.key_prefix)
+            .field("workspace", &self.workspace)
             .field("ttl", &self.ttl)
             .field("connection", &self.connection)
             .finish()

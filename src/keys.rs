@@ -1,24 +1,43 @@
-//! Redis key layout: `{prefix}:{namespace}:{id}`.
+//! Redis key layout: `{prefix}:{namespace}:{id}`, or with a workspace
+//! `{prefix}:{workspace}%:{namespace}:{id}`.
 //!
 //! The namespace segment escapes `%` and `:` (as `%25`, `%3A`), so the first `:` after
-//! the prefix always ends the namespace: namespace `x` with id `y:1` and namespace
-//! `x:y` with id `1` get different keys, and a scan of `x` never sees `x:y`. The
-//! namespaces nano-graphrag uses contain neither character, so their keys read as
-//! plain `nano_graphrag:text_chunks:<id>`. No hash tags: a namespace spreads over all
-//! cluster slots.
+//! it always ends the namespace: namespace `x` with id `y:1` and namespace `x:y` with
+//! id `1` get different keys, and a scan of `x` never sees `x:y`. The namespaces
+//! nano-graphrag uses contain neither character, so their keys read as plain
+//! `nano_graphrag:text_chunks:<id>`.
+//!
+//! A workspace is `[A-Za-z0-9_.-]+` followed by `%`. An escaped namespace never ends
+//! with `%` (every `%` in it starts `%25` or `%3A`), and the prefix holds no `:`, so the
+//! segment after the prefix is a workspace exactly when it ends with `%`: no key of one
+//! workspace can be a key of another workspace, or of no workspace. No hash tags: a
+//! namespace spreads over all cluster slots.
 
-/// The keys of one namespace.
+/// The keys of one namespace (of one workspace).
 #[derive(Clone, Debug)]
 pub struct KeySpace {
-    /// `{prefix}:{escaped namespace}:`
+    /// `{prefix}:[{workspace}%:]{escaped namespace}:`
     head: Vec<u8>,
 }
 
+/// Whether `workspace` may name a workspace: 1 to 64 of `A-Z a-z 0-9 _ . -`.
+pub fn valid_workspace(workspace: &str) -> bool {
+    (1..=64).contains(&workspace.len())
+        && workspace
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+}
+
 impl KeySpace {
-    pub fn new(prefix: &str, namespace: &str) -> KeySpace {
-        let mut head = Vec::with_capacity(prefix.len() + namespace.len() + 2);
+    pub fn new(prefix: &str, workspace: Option<&str>, namespace: &str) -> KeySpace {
+        let mut head = Vec::with_capacity(prefix.len() + namespace.len() + 4);
         head.extend_from_slice(prefix.as_bytes());
         head.push(b':');
+        if let Some(workspace) = workspace {
+            debug_assert!(valid_workspace(workspace), "validated by the settings");
+            head.extend_from_slice(workspace.as_bytes());
+            head.extend_from_slice(b"%:");
+        }
         for b in namespace.bytes() {
             match b {
                 b'%' => head.extend_from_slice(b"%25"),
@@ -64,7 +83,7 @@ mod tests {
 
     #[test]
     fn plain_namespaces_keep_the_usual_layout() {
-        let ks = KeySpace::new("nano_graphrag", "text_chunks");
+        let ks = KeySpace::new("nano_graphrag", None, "text_chunks");
         assert_eq!(ks.key(b"chunk-1"), b"nano_graphrag:text_chunks:chunk-1");
         assert_eq!(ks.id(b"nano_graphrag:text_chunks:a:b"), Some(&b"a:b"[..]));
         assert_eq!(ks.pattern(), b"nano_graphrag:text_chunks:*");
@@ -72,16 +91,35 @@ mod tests {
 
     #[test]
     fn namespace_separator_is_unambiguous() {
-        let x = KeySpace::new("p", "x");
-        let xy = KeySpace::new("p", "x:y");
+        let x = KeySpace::new("p", None, "x");
+        let xy = KeySpace::new("p", None, "x:y");
         assert_eq!(xy.key(b"1"), b"p:x%3Ay:1");
         assert_ne!(x.key(b"y:1"), xy.key(b"1"));
-        assert_eq!(KeySpace::new("p", "100%").key(b"i"), b"p:100%25:i");
+        assert_eq!(KeySpace::new("p", None, "100%").key(b"i"), b"p:100%25:i");
+    }
+
+    #[test]
+    fn workspaces_never_collide_with_each_other_or_with_no_workspace() {
+        let a = KeySpace::new("p", Some("a"), "docs");
+        assert_eq!(a.key(b"1"), b"p:a%:docs:1");
+        // The namespace "a%" with no workspace, id "docs:1": escaped, it ends in "%25".
+        assert_ne!(KeySpace::new("p", None, "a%").key(b"docs:1"), a.key(b"1"));
+        assert_ne!(KeySpace::new("p", None, "a%:docs").key(b"1"), a.key(b"1"));
+        assert_ne!(
+            KeySpace::new("p", Some("a.b"), "docs").key(b"1"),
+            a.key(b"1")
+        );
+        // A scan of a workspace's namespace sees neither a neighbour nor no workspace.
+        assert_eq!(a.pattern(), b"p:a%:docs:*");
+        assert!(valid_workspace("project-7.v2_x"));
+        for bad in ["", "a:b", "a%", "a b", "a*", "{a}", "é", &"x".repeat(65)] {
+            assert!(!valid_workspace(bad), "{bad:?}");
+        }
     }
 
     #[test]
     fn glob_characters_are_escaped() {
-        let ks = KeySpace::new("p[1]", "a*?\\");
+        let ks = KeySpace::new("p[1]", None, "a*?\\");
         assert_eq!(ks.pattern(), b"p\\[1\\]:a\\*\\?\\\\:*");
     }
 }

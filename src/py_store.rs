@@ -205,6 +205,8 @@ impl Store {
         d.set_item("username", c.username.as_deref())?;
         d.set_item("password_set", c.secret().is_some())?;
         d.set_item("key_prefix", &s.key_prefix)?;
+        d.set_item("workspace", s.workspace.as_deref())?;
+        d.set_item("shared_llm_cache", s.shared_llm_cache)?;
         d.set_item("ttl", s.ttl)?;
         d.set_item("connection_timeout", c.connection_timeout.as_secs_f64())?;
         d.set_item("socket_timeout", c.socket_timeout.as_secs_f64())?;

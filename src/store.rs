@@ -22,7 +22,11 @@ impl Store {
     /// Does no I/O: the connection opens on the first operation.
     pub fn new(settings: Settings) -> Store {
         Store {
-            keys: KeySpace::new(&settings.key_prefix, &settings.namespace),
+            keys: KeySpace::new(
+                &settings.key_prefix,
+                settings.workspace.as_deref(),
+                &settings.namespace,
+            ),
             settings,
             topology: Mutex::new(None),
         }

@@ -33,6 +33,12 @@ def _common(defaults: bool) -> argparse.ArgumentParser:
         help=f"Redis URL (default: $REDIS_URL or {DEFAULT_URL}); the password may also come from $REDIS_PASSWORD",
     )
     common.add_argument(
+        "--workspace",
+        default=None if defaults else argparse.SUPPRESS,
+        help="the workspace (project) whose records to use (default: $REDIS_WORKSPACE, or none: "
+        "then every project on this Redis shares the records)",
+    )
+    common.add_argument(
         "--debug",
         action="store_true",
         default=False if defaults else argparse.SUPPRESS,
@@ -142,6 +148,8 @@ def _settings(args: argparse.Namespace) -> dict[str, Any]:
     settings: dict[str, Any] = {"redis_url": DEFAULT_URL if url is None else url}
     if getattr(args, "key_prefix", None):
         settings["redis_key_prefix"] = args.key_prefix
+    if getattr(args, "workspace", None):
+        settings["redis_workspace"] = args.workspace
     return settings
 
 
@@ -163,6 +171,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         args.key_prefix,
         given_by=given_by,
         verbose=args.verbose or args.debug,
+        workspace=args.workspace,
     )
     return 0
 

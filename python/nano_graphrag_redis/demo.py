@@ -173,6 +173,7 @@ def run_demo(
     given_by: str = "redis_url",
     verbose: bool = False,
     progress: bool | None = None,
+    workspace: str | None = None,
 ) -> DemoResult:
     """Inserts a small bundled text into GraphRAG on Redis, asks ``question``, and
     reports what landed in Redis and how many LLM calls the Redis cache served.
@@ -181,7 +182,8 @@ def run_demo(
     (whose message names ``given_by``, e.g. ``--redis-url``). ``None``: the default
     ``redis://localhost:6379`` if it answers, else a throwaway redis-server.
     ``verbose``: let nano-graphrag's INFO log through. ``progress``: show
-    nano-graphrag's progress lines (default: when stdout is a terminal)."""
+    nano-graphrag's progress lines (default: when stdout is a terminal). ``workspace``:
+    keep the demo's records in that workspace (``redis_workspace``)."""
     from nano_graphrag import GraphRAG, QueryParam
 
     working_dir.mkdir(parents=True, exist_ok=True)
@@ -195,7 +197,9 @@ def run_demo(
         say(line)
 
     with _redis(redis_url, given_by, key_prefix, working_dir / "redis-data", emit) as (url, started):
-        addon = {"redis_url": url, "redis_key_prefix": key_prefix}
+        addon: dict[str, Any] = {"redis_url": url, "redis_key_prefix": key_prefix}
+        if workspace:
+            addon["redis_workspace"] = workspace
         model = OfflineModel()
         if offline:
             emit("Model: no OPENAI_API_KEY set, so the built-in offline deterministic model answers (synthetic text)")
@@ -212,7 +216,7 @@ def run_demo(
                     key_string_value_json_storage_cls=_counting_storage(counter),
                     addon_params=addon,
                 )
-            docs = BlockingRedisKVStorage("full_docs", redis_url=url, redis_key_prefix=key_prefix)
+            docs = BlockingRedisKVStorage("full_docs", **addon)
             before = len(docs.all_keys())
             with _library_output(verbose, show_progress):
                 asyncio.run(rag.ainsert(SAMPLE_TEXT))
@@ -225,10 +229,11 @@ def run_demo(
 
         records: dict[str, int] = {}
         ttls: dict[str, int | None] = {}
-        emit(f"In Redis (key prefix {key_prefix!r}):")
+        where = f"key prefix {key_prefix!r}" + (f", workspace {workspace!r}" if workspace else "")
+        emit(f"In Redis ({where}):")
         emit(f"  {'namespace':<20} {'records':>7}  ttl")
         for namespace in STANDARD_NAMESPACES:
-            kv = BlockingRedisKVStorage(namespace, redis_url=url, redis_key_prefix=key_prefix)
+            kv = BlockingRedisKVStorage(namespace, **addon)
             records[namespace] = len(kv.all_keys())
             ttls[namespace] = kv.settings()["ttl"]
             emit(f"  {namespace:<20} {records[namespace]:>7}  {_ttl_text(ttls[namespace])}")

@@ -51,9 +51,10 @@ class _Facade:
     def __repr__(self) -> str:
         d = self._store.describe()
         ttl = d["ttl"] if d["ttl"] is not None else "none"
+        workspace = f", workspace={d['workspace']!r}" if d["workspace"] else ""
         return (
             f"{type(self).__name__}(namespace={d['namespace']!r}, url={d['url']!r}, "
-            f"key_prefix={d['key_prefix']!r}, ttl={ttl})"
+            f"key_prefix={d['key_prefix']!r}{workspace}, ttl={ttl})"
         )
 
 
