@@ -132,6 +132,26 @@ impl Store {
         self.run(py, work, |py, ()| Ok(py.None()))
     }
 
+    /// The stored size in bytes of each record of `ids` (0 where missing), as a list.
+    fn sizes(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let ids = id_list(ids)?;
+        let store = self.inner.clone();
+        let work = async move { store.sizes(&ids).await };
+        self.run(py, work, |py, sizes| {
+            Ok(PyList::new(py, sizes)?.into_any().unbind())
+        })
+    }
+
+    /// Removes the records of `ids`; how many existed.
+    fn delete_many(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        let ids = id_list(ids)?;
+        let store = self.inner.clone();
+        let work = async move { store.delete_many(&ids).await };
+        self.run(py, work, |py, n| {
+            Ok(n.into_pyobject(py)?.into_any().unbind())
+        })
+    }
+
     /// Removes record `id`; True if it existed.
     fn delete(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let id = one_id(id)?;

@@ -109,6 +109,18 @@ impl Store {
             .await
     }
 
+    /// The stored size in bytes of each record (0 where missing), aligned with `ids`.
+    pub async fn sizes(&self, ids: &[Vec<u8>]) -> Result<Vec<u64>> {
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| self.keys.key(id)).collect();
+        self.topology()?.sizes(&keys).await
+    }
+
+    /// Removes the records of `ids`; how many existed.
+    pub async fn delete_many(&self, ids: &[Vec<u8>]) -> Result<u64> {
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| self.keys.key(id)).collect();
+        self.topology()?.unlink_many(&keys).await
+    }
+
     /// Whether the record existed.
     pub async fn delete(&self, id: &[u8]) -> Result<bool> {
         let removed = self.topology()?.unlink_many(&[self.keys.key(id)]).await?;

@@ -37,6 +37,10 @@ class Store:
         """The set of ``ids`` that are not stored."""
     def put(self, data: dict[str, Any]) -> Any:
         """Writes every record whole, all or nothing; encodes all before sending."""
+    def sizes(self, ids: Iterable[str]) -> Any:
+        """The stored size in bytes of each record (0 where missing), aligned with ``ids``."""
+    def delete_many(self, ids: Iterable[str]) -> Any:
+        """Removes the records of ``ids``; how many existed."""
     def delete(self, id: str) -> Any:
         """Removes ``id``; True if it existed."""
     def ids(self) -> Any:

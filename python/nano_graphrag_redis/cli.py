@@ -123,6 +123,34 @@ def _parser() -> argparse.ArgumentParser:
                 action="store_true",
                 help="write the files even when no namespace has a record (otherwise that is an error)",
             )
+    cache = sub.add_parser(
+        "cache",
+        parents=[common],
+        help="count, size and clean a workspace's records (stale LLM answers, ...)",
+        description="Cache hygiene, scoped to one key prefix and workspace: never touches another "
+        "workspace, namespace or foreign keys. Every action scans the namespace (SCAN).",
+    )
+    cache.add_argument(
+        "action",
+        choices=["stats", "purge", "delete-model", "delete-ids"],
+        help="stats: records and bytes per namespace; purge: remove every record of the namespaces; "
+        "delete-model MODEL: remove cache entries of that model (a name or a glob, e.g. 'gpt-4*'); "
+        "delete-ids ID...: remove those records",
+    )
+    cache.add_argument("values", nargs="*", metavar="ARG", help="the model (delete-model) or the ids (delete-ids)")
+    cache.add_argument(
+        "--namespace",
+        action="append",
+        dest="namespaces",
+        metavar="NS",
+        help="namespace (repeatable); default: llm_response_cache for delete-model, the four "
+        "nano-graphrag namespaces for stats, required for purge and delete-ids",
+    )
+    cache.add_argument(
+        "--key-prefix", default=None, help="Redis key prefix (default: $REDIS_KEY_PREFIX or nano_graphrag)"
+    )
+    cache.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
+    cache.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -241,7 +269,45 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"demo": _cmd_demo, "migrate": _cmd_migrate, "export": _cmd_export}
+class _UsageError(Exception):
+    """Arguments argparse cannot check (they depend on each other): exit 2."""
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    from . import hygiene
+    from .migration import STANDARD_NAMESPACES
+    from .storage import BlockingRedisKVStorage
+
+    action, values = args.action, args.values
+    defaults = {"stats": list(STANDARD_NAMESPACES), "delete-model": ["llm_response_cache"]}
+    namespaces = args.namespaces or defaults.get(action)
+    if not namespaces:
+        raise _UsageError(f"cache {action} needs --namespace")
+    if action == "delete-model" and len(values) != 1:
+        raise _UsageError("cache delete-model takes one MODEL (a name or a glob)")
+    if action == "delete-ids" and not values:
+        raise _UsageError("cache delete-ids takes the ids to remove")
+    if action in ("stats", "purge") and values:
+        raise _UsageError(f"cache {action} takes no arguments besides options")
+    would = "would remove" if args.dry_run else "removed"
+    for namespace in namespaces:
+        store = BlockingRedisKVStorage(namespace, **_settings(args))
+        if action == "stats":
+            with _progress(0, namespace, args.quiet) as bar:
+                used = hygiene.usage(store, bar.update)
+            print(f"{namespace}: {used.records} records, {used.bytes} bytes of JSON")
+        elif action == "purge":
+            print(f"{namespace}: {would} {hygiene.purge(store, args.dry_run)} records")
+        elif action == "delete-model":
+            with _progress(0, namespace, args.quiet) as bar:
+                ids = hygiene.delete_model(store, values[0], args.dry_run, bar.update)
+            print(f"{namespace}: {would} {len(ids)} entries of model {values[0]!r}")
+        else:
+            print(f"{namespace}: {would} {hygiene.delete_ids(store, values, args.dry_run)} of {len(values)} records")
+    return 0
+
+
+COMMANDS = {"demo": _cmd_demo, "migrate": _cmd_migrate, "export": _cmd_export, "cache": _cmd_cache}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -251,6 +317,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", force=True)
     try:
         return COMMANDS[args.command](args)
+    except _UsageError as e:
+        print(f"nano-graphrag-redis: usage error: {e}", file=sys.stderr)
+        return 2
     except ConfigError as e:
         if args.debug:
             traceback.print_exc()

@@ -539,6 +539,10 @@ impl Topology for Cluster {
         Box::pin(self.batch(keys, None, |key| redis::cmd("EXISTS").arg(key).to_owned()))
     }
 
+    fn sizes<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<u64>>> {
+        Box::pin(self.batch(keys, None, |key| redis::cmd("STRLEN").arg(key).to_owned()))
+    }
+
     fn put_many<'a>(
         &'a self,
         records: &'a [(Key, Value)],

@@ -38,6 +38,9 @@ pub trait Topology: Send + Sync {
     /// Whether each key exists, aligned with `keys`.
     fn exists_many<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<bool>>>;
 
+    /// The stored size of each key in bytes (`STRLEN`: 0 for a missing key), aligned.
+    fn sizes<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<u64>>>;
+
     /// Writes every record (`SET`, with `EX ttl` when given). `largest` names the
     /// largest value (its id and length) for the size check before sending.
     fn put_many<'a>(

@@ -236,6 +236,10 @@ impl Topology for Sentinel {
         self.single.exists_many(keys)
     }
 
+    fn sizes<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<u64>>> {
+        self.single.sizes(keys)
+    }
+
     fn put_many<'a>(
         &'a self,
         records: &'a [(Key, Value)],

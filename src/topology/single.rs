@@ -100,10 +100,11 @@ fn mget(keys: &[Key]) -> Cmd {
     cmd
 }
 
-fn exists(keys: &[Key]) -> Pipeline {
+/// A pipeline of `command key` for each key.
+fn per_key(command: &str, keys: &[Key]) -> Pipeline {
     let mut pipe = Pipeline::with_capacity(keys.len());
     for key in keys {
-        pipe.cmd("EXISTS").arg(key);
+        pipe.cmd(command).arg(key);
     }
     pipe
 }
@@ -114,7 +115,11 @@ impl Topology for Single {
     }
 
     fn exists_many<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<bool>>> {
-        Box::pin(paged(&self.node, keys, exists))
+        Box::pin(paged(&self.node, keys, |page| per_key("EXISTS", page)))
+    }
+
+    fn sizes<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<u64>>> {
+        Box::pin(paged(&self.node, keys, |page| per_key("STRLEN", page)))
     }
 
     fn put_many<'a>(
