@@ -7,7 +7,8 @@
 //! - After a failed dial the next one waits a backoff (100 ms doubling to 1 s, with
 //!   jitter), so a restarting server is not hammered and a brief outage costs a few
 //!   dials, not one per caller.
-//! - Each dial and each broken connection is one event for the circuit breaker.
+//! - Each dial that fails to reach the server and each broken connection is one event
+//!   for the circuit breaker (a dial the server refuses, e.g. a wrong password, is not).
 //! - Each connection keeps a progress clock (the last reply it delivered): a request
 //!   times out when the connection delivered nothing for `socket_timeout`, not when
 //!   the request as a whole took longer than that (a big batch against a busy but
@@ -152,10 +153,6 @@ impl Link {
     /// The server's address without credentials, for messages.
     pub fn describe_server(&self) -> String {
         self.inner.describe_server()
-    }
-
-    pub fn breaker_phase(&self) -> Phase {
-        self.inner.breaker.phase()
     }
 
     /// A live connection, dialing if there is none. `retrying` callers (they already

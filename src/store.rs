@@ -63,11 +63,6 @@ impl Store {
             .take();
     }
 
-    /// Whether an `upsert` batch lands all or nothing on this topology.
-    pub fn atomic_batches(&self) -> Result<bool> {
-        Ok(self.topology()?.atomic_batches())
-    }
-
     /// The stored bytes of record `id` (a key of another type reads as absent, exactly
     /// as in [`Self::get_many`]).
     pub async fn get(&self, id: &[u8]) -> Result<Option<Vec<u8>>> {

@@ -639,8 +639,4 @@ impl Topology for Cluster {
             Ok(())
         })
     }
-
-    fn atomic_batches(&self) -> bool {
-        false
-    }
 }

@@ -59,9 +59,6 @@ pub trait Topology: Send + Sync {
 
     /// One round trip to every node that serves keys.
     fn ping(&self) -> BoxFuture<'_, Result<()>>;
-
-    /// Whether a multi-key write lands all or nothing here.
-    fn atomic_batches(&self) -> bool;
 }
 
 type Registry = HashMap<ConnectionSettings, Weak<dyn Topology>>;

@@ -260,8 +260,4 @@ impl Topology for Sentinel {
     fn ping(&self) -> BoxFuture<'_, Result<()>> {
         self.single.ping()
     }
-
-    fn atomic_batches(&self) -> bool {
-        true
-    }
 }

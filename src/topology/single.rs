@@ -177,10 +177,6 @@ impl Topology for Single {
                 .await
         })
     }
-
-    fn atomic_batches(&self) -> bool {
-        true
-    }
 }
 
 /// `SCAN MATCH pattern` over one node, page by page.
