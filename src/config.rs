@@ -147,6 +147,9 @@ pub struct Settings {
     pub workspace: Option<String>,
     /// `redis_shared_llm_cache`: every workspace reads and writes one LLM cache.
     pub shared_llm_cache: bool,
+    /// `redis_atomic_rebuild`, for `community_reports` only: a `drop()` and the upserts
+    /// after it become visible to other instances in one switch (see `store.rs`).
+    pub atomic_rebuild: bool,
     pub namespace: String,
     /// `None` means the records never expire.
     pub ttl: Option<u64>,
@@ -222,6 +225,7 @@ pub const SETTINGS: &[Spec] = &[
     text("redis_key_prefix", "nano_graphrag"),
     text("redis_workspace", ""),
     flag("redis_shared_llm_cache", "false"),
+    flag("redis_atomic_rebuild", "false"),
     seconds("redis_connection_timeout", "5", false, HOUR),
     seconds("redis_socket_timeout", "5", false, HOUR),
     seconds("redis_health_check_interval", "30", true, DAY),
@@ -458,6 +462,8 @@ impl Settings {
             )));
         }
         let shared_llm_cache = r.flag("redis_shared_llm_cache")?.unwrap_or(false);
+        let atomic_rebuild =
+            r.flag("redis_atomic_rebuild")?.unwrap_or(false) && namespace == "community_reports";
         // The cache's keys are hashes of model and prompt: safe to share.
         let shared_here = shared_llm_cache && namespace == "llm_response_cache";
         let workspace = (!workspace.is_empty() && !shared_here).then_some(workspace);
@@ -493,6 +499,7 @@ impl Settings {
             key_prefix,
             workspace,
             shared_llm_cache,
+            atomic_rebuild,
             namespace: namespace.to_owned(),
             ttl: (ttl > 0).then_some(ttl),
         })

@@ -7,6 +7,12 @@
 //! nano-graphrag uses contain neither character, so their keys read as plain
 //! `nano_graphrag:text_chunks:<id>`.
 //!
+//! With `redis_atomic_rebuild`, a namespace's records live in generations:
+//! `{prefix}:[{workspace}%:]{namespace}%g{N}:{id}`, and the live generation's number is
+//! the value of `{prefix}:[{workspace}%:]{namespace}%g:live`. An escaped namespace never
+//! holds `%g` (every `%` in it starts `%25` or `%3A`), so these keys are no namespace's
+//! records.
+//!
 //! A workspace is `[A-Za-z0-9_.-]+` followed by `%`. An escaped namespace never ends
 //! with `%` (every `%` in it starts `%25` or `%3A`), and the prefix holds no `:`, so the
 //! segment after the prefix is a workspace exactly when it ends with `%`: no key of one
@@ -47,6 +53,18 @@ impl KeySpace {
         }
         head.push(b':');
         KeySpace { head }
+    }
+
+    /// The keys of generation `generation` of this namespace (see the module's docs).
+    pub fn generation(&self, generation: u64) -> KeySpace {
+        let mut head = self.head[..self.head.len() - 1].to_vec();
+        head.extend_from_slice(format!("%g{generation}:").as_bytes());
+        KeySpace { head }
+    }
+
+    /// The key holding the number of the live generation.
+    pub fn live_generation_key(&self) -> Vec<u8> {
+        [&self.head[..self.head.len() - 1], b"%g:live"].concat()
     }
 
     /// The key of record `id`.
@@ -115,6 +133,26 @@ mod tests {
         for bad in ["", "a:b", "a%", "a b", "a*", "{a}", "é", &"x".repeat(65)] {
             assert!(!valid_workspace(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn generations_are_no_namespaces_records() {
+        let reports = KeySpace::new("p", Some("w"), "community_reports");
+        assert_eq!(
+            reports.generation(7).key(b"0"),
+            b"p:w%:community_reports%g7:0"
+        );
+        assert_eq!(
+            reports.live_generation_key(),
+            b"p:w%:community_reports%g:live"
+        );
+        // Not the namespace "community_reports%g7" (escaped: "%25g7"), and not matched
+        // by the plain namespace's scan.
+        assert_ne!(
+            KeySpace::new("p", Some("w"), "community_reports%g7").key(b"0"),
+            reports.generation(7).key(b"0")
+        );
+        assert_eq!(reports.pattern(), b"p:w%:community_reports:*");
     }
 
     #[test]

@@ -142,6 +142,19 @@ impl Store {
         })
     }
 
+    /// Whether a rebuild is staged (atomic rebuilds: after `drop()`, until `commit()`).
+    #[getter]
+    fn staging(&self) -> bool {
+        self.inner.staging()
+    }
+
+    /// Makes a staged rebuild live (see `store.rs`); nothing when none is staged.
+    fn commit(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let store = self.inner.clone();
+        let work = async move { store.commit().await };
+        self.run(py, work, |py, ()| Ok(py.None()))
+    }
+
     /// Removes the records of `ids`; how many existed.
     fn delete_many(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
         let ids = id_list(ids)?;
@@ -227,6 +240,7 @@ impl Store {
         d.set_item("key_prefix", &s.key_prefix)?;
         d.set_item("workspace", s.workspace.as_deref())?;
         d.set_item("shared_llm_cache", s.shared_llm_cache)?;
+        d.set_item("atomic_rebuild", s.atomic_rebuild)?;
         d.set_item("ttl", s.ttl)?;
         d.set_item("connection_timeout", c.connection_timeout.as_secs_f64())?;
         d.set_item("socket_timeout", c.socket_timeout.as_secs_f64())?;

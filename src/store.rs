@@ -1,9 +1,20 @@
 //! The storage operations, in plain async Rust (no Python): one namespace of records,
 //! each a Redis string holding JSON bytes, keyed by [`KeySpace`]. The same for every
 //! topology (see `topology/`).
+//!
+//! Atomic rebuilds (`redis_atomic_rebuild`, `community_reports` only): nano-graphrag
+//! drops and rewrites every report on each insert, so a reader in another process would
+//! see none, or some, meanwhile. With the option the records live in generations (see
+//! `keys.rs`). `drop()` starts a new generation that only this instance reads and
+//! writes; [`Store::commit`] (from `index_done_callback`) makes it live with one `SET`
+//! of the live-generation key, and gives the old generation's records a grace TTL, so a
+//! reader that resolved the old generation just before still finds them. Other
+//! instances resolve the live generation on every call (one `GET` more).
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Settings;
 use crate::errors::Result;
@@ -16,7 +27,12 @@ pub struct Store {
     keys: KeySpace,
     /// The shared topology, tagged with the fork generation it belongs to.
     topology: Mutex<Option<(u64, Arc<dyn Topology>)>>,
+    /// With atomic rebuilds: the generation this instance stages since its `drop()`.
+    staging: Mutex<Option<u64>>,
 }
+
+/// How long the records of a replaced generation stay readable after the switch.
+const REBUILD_GRACE_SECONDS: u64 = 60;
 
 impl Store {
     /// Does no I/O: the connection opens on the first operation.
@@ -29,7 +45,64 @@ impl Store {
             ),
             settings,
             topology: Mutex::new(None),
+            staging: Mutex::new(None),
         }
+    }
+
+    /// Whether this instance stages a rebuild that [`Self::commit`] will make live.
+    pub fn staging(&self) -> bool {
+        self.staging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// The keys reads and writes use now: this namespace's, or with atomic rebuilds the
+    /// generation this instance stages, else the live one.
+    async fn keys(&self) -> Result<Cow<'_, KeySpace>> {
+        if !self.settings.atomic_rebuild {
+            return Ok(Cow::Borrowed(&self.keys));
+        }
+        let staged = *self.staging.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(generation) = staged {
+            return Ok(Cow::Owned(self.keys.generation(generation)));
+        }
+        Ok(match self.live_generation().await? {
+            Some(generation) => Cow::Owned(self.keys.generation(generation)),
+            None => Cow::Borrowed(&self.keys),
+        })
+    }
+
+    async fn live_generation(&self) -> Result<Option<u64>> {
+        let key = [self.keys.live_generation_key()];
+        let value = self.topology()?.get_many(&key).await?.pop().flatten();
+        Ok(value.and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok()))
+    }
+
+    /// Makes the staged generation live (one `SET`), then lets the replaced one expire
+    /// after a grace period. Does nothing, and no I/O, when nothing is staged.
+    pub async fn commit(&self) -> Result<()> {
+        let staged = *self.staging.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(generation) = staged else {
+            return Ok(());
+        };
+        let topology = self.topology()?;
+        let old = match self.live_generation().await? {
+            Some(old) => Cow::Owned(self.keys.generation(old)),
+            None => Cow::Borrowed(&self.keys),
+        };
+        let live = self.keys.live_generation_key();
+        let number = generation.to_string().into_bytes();
+        let len = number.len();
+        topology
+            .put_many(&[(live, number)], None, (b"live generation", len))
+            .await?;
+        self.staging
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let replaced: Vec<Vec<u8>> = self.scan(&old).await?.into_iter().collect();
+        topology.expire_many(&replaced, REBUILD_GRACE_SECONDS).await
     }
 
     pub fn settings(&self) -> &Settings {
@@ -66,7 +139,7 @@ impl Store {
     /// The stored bytes of record `id` (a key of another type reads as absent, exactly
     /// as in [`Self::get_many`]).
     pub async fn get(&self, id: &[u8]) -> Result<Option<Vec<u8>>> {
-        let keys = [self.keys.key(id)];
+        let keys = [self.keys().await?.key(id)];
         let [value]: [Option<Vec<u8>>; 1] = self
             .topology()?
             .get_many(&keys)
@@ -78,13 +151,15 @@ impl Store {
 
     /// Values aligned with `ids` (duplicates kept).
     pub async fn get_many(&self, ids: &[Vec<u8>]) -> Result<Vec<Option<Vec<u8>>>> {
-        let keys: Vec<Vec<u8>> = ids.iter().map(|id| self.keys.key(id)).collect();
+        let space = self.keys().await?;
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| space.key(id)).collect();
         self.topology()?.get_many(&keys).await
     }
 
     /// Which of `ids` are stored, aligned with `ids`.
     pub async fn exists_many(&self, ids: &[Vec<u8>]) -> Result<Vec<bool>> {
-        let keys: Vec<Vec<u8>> = ids.iter().map(|id| self.keys.key(id)).collect();
+        let space = self.keys().await?;
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| space.key(id)).collect();
         self.topology()?.exists_many(&keys).await
     }
 
@@ -96,8 +171,9 @@ impl Store {
             return Ok(());
         };
         let largest = (records[largest].0.clone(), records[largest].1.len());
+        let space = self.keys().await?;
         for (id, _) in &mut records {
-            *id = self.keys.key(id);
+            *id = space.key(id);
         }
         self.topology()?
             .put_many(&records, self.settings.ttl, (&largest.0, largest.1))
@@ -106,41 +182,55 @@ impl Store {
 
     /// The stored size in bytes of each record (0 where missing), aligned with `ids`.
     pub async fn sizes(&self, ids: &[Vec<u8>]) -> Result<Vec<u64>> {
-        let keys: Vec<Vec<u8>> = ids.iter().map(|id| self.keys.key(id)).collect();
+        let space = self.keys().await?;
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| space.key(id)).collect();
         self.topology()?.sizes(&keys).await
     }
 
     /// Removes the records of `ids`; how many existed.
     pub async fn delete_many(&self, ids: &[Vec<u8>]) -> Result<u64> {
-        let keys: Vec<Vec<u8>> = ids.iter().map(|id| self.keys.key(id)).collect();
+        let space = self.keys().await?;
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| space.key(id)).collect();
         self.topology()?.unlink_many(&keys).await
     }
 
     /// Whether the record existed.
     pub async fn delete(&self, id: &[u8]) -> Result<bool> {
-        let removed = self.topology()?.unlink_many(&[self.keys.key(id)]).await?;
+        let key = self.keys().await?.key(id);
+        let removed = self.topology()?.unlink_many(&[key]).await?;
         Ok(removed > 0)
     }
 
     /// Every id of this namespace (in no particular order), as stored bytes.
     pub async fn ids(&self) -> Result<Vec<Vec<u8>>> {
-        let keys = self.scan().await?;
+        let space = self.keys().await?;
+        let keys = self.scan(&space).await?;
         Ok(keys
             .into_iter()
-            .filter_map(|key| self.keys.id(&key).map(<[u8]>::to_vec))
+            .filter_map(|key| space.id(&key).map(<[u8]>::to_vec))
             .collect())
     }
 
     /// Removes every record of this namespace and nothing else (`SCAN MATCH` on this
     /// namespace's escaped key pattern, then `UNLINK`). Returns how many.
+    /// With atomic rebuilds, starts a new generation instead: empty for this instance,
+    /// invisible to others until [`Self::commit`]; returns 0.
     pub async fn clear(&self) -> Result<u64> {
-        let keys: Vec<Vec<u8>> = self.scan().await?.into_iter().collect();
+        if self.settings.atomic_rebuild {
+            // Unique without a round trip: nanoseconds since the epoch.
+            let generation = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(1, |d| d.as_nanos() as u64);
+            *self.staging.lock().unwrap_or_else(|e| e.into_inner()) = Some(generation);
+            return Ok(0);
+        }
+        let keys: Vec<Vec<u8>> = self.scan(&self.keys).await?.into_iter().collect();
         self.topology()?.unlink_many(&keys).await
     }
 
-    /// This namespace's keys, each once (`SCAN` may return a key twice).
-    async fn scan(&self) -> Result<HashSet<Vec<u8>>> {
-        let pattern = self.keys.pattern();
+    /// The keys of `space`, each once (`SCAN` may return a key twice).
+    async fn scan(&self, space: &KeySpace) -> Result<HashSet<Vec<u8>>> {
+        let pattern = space.pattern();
         let mut seen = HashSet::new();
         let mut page = |keys: Vec<Vec<u8>>| seen.extend(keys);
         self.topology()?.scan(&pattern, &mut page).await?;

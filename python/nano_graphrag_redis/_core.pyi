@@ -29,6 +29,11 @@ class Store:
     ) -> Store: ...
     @property
     def blocking(self) -> bool: ...
+    @property
+    def staging(self) -> bool:
+        """Whether an atomic rebuild is staged (after ``clear()``, until ``commit()``)."""
+    def commit(self) -> Any:
+        """Makes a staged atomic rebuild live; nothing when none is staged."""
     def get(self, id: str) -> Any:
         """The record ``id`` or None."""
     def get_many(self, ids: Iterable[str], fields: Iterable[str] | None = None) -> Any:

@@ -130,8 +130,11 @@ class RedisKVStorage(_Facade, ForkCompat, BaseKVStorage):
         await self._store.ping()
 
     async def index_done_callback(self) -> None:
-        """Nothing to do: every write is already in Redis. Runs after every LLM call,
-        so it must stay O(1)."""
+        """Every write is already in Redis. With ``redis_atomic_rebuild`` it makes a
+        rebuilt ``community_reports`` live in one switch; otherwise it does nothing (it
+        runs after every LLM call, so it must stay O(1))."""
+        if self._store.staging:
+            await self._store.commit()
 
     async def close(self) -> None:
         """Lets go of the shared connection (closed when no storage uses it). Using the
@@ -210,7 +213,9 @@ class BlockingRedisKVStorage(_Facade, BlockingForkCompat):
         """Nothing to do."""
 
     def index_done_callback(self) -> None:
-        """Nothing to do: every write is already in Redis."""
+        """Makes a staged atomic rebuild live (see :meth:`RedisKVStorage.index_done_callback`)."""
+        if self._store.staging:
+            self._store.commit()
 
     def query_done_callback(self) -> None:
         """Nothing to do."""

@@ -539,6 +539,17 @@ impl Topology for Cluster {
         Box::pin(self.batch(keys, None, |key| redis::cmd("EXISTS").arg(key).to_owned()))
     }
 
+    fn expire_many<'a>(&'a self, keys: &'a [Key], seconds: u64) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let _: Vec<bool> = self
+                .batch(keys, None, |key| {
+                    redis::cmd("EXPIRE").arg(key).arg(seconds).to_owned()
+                })
+                .await?;
+            Ok(())
+        })
+    }
+
     fn sizes<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<u64>>> {
         Box::pin(self.batch(keys, None, |key| redis::cmd("STRLEN").arg(key).to_owned()))
     }

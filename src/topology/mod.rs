@@ -50,6 +50,9 @@ pub trait Topology: Send + Sync {
         largest: (&'a [u8], usize),
     ) -> BoxFuture<'a, Result<()>>;
 
+    /// Sets a time to live of `seconds` on the keys that exist.
+    fn expire_many<'a>(&'a self, keys: &'a [Key], seconds: u64) -> BoxFuture<'a, Result<()>>;
+
     /// Removes the keys; how many existed.
     fn unlink_many<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<u64>>;
 

@@ -240,6 +240,10 @@ impl Topology for Sentinel {
         self.single.sizes(keys)
     }
 
+    fn expire_many<'a>(&'a self, keys: &'a [Key], seconds: u64) -> BoxFuture<'a, Result<()>> {
+        self.single.expire_many(keys, seconds)
+    }
+
     fn put_many<'a>(
         &'a self,
         records: &'a [(Key, Value)],

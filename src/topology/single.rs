@@ -122,6 +122,21 @@ impl Topology for Single {
         Box::pin(paged(&self.node, keys, |page| per_key("STRLEN", page)))
     }
 
+    fn expire_many<'a>(&'a self, keys: &'a [Key], seconds: u64) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            let set: Vec<bool> = paged(&self.node, keys, |page| {
+                let mut pipe = Pipeline::with_capacity(page.len());
+                for key in page {
+                    pipe.cmd("EXPIRE").arg(key).arg(seconds);
+                }
+                pipe
+            })
+            .await?;
+            drop(set);
+            Ok(())
+        })
+    }
+
     fn put_many<'a>(
         &'a self,
         records: &'a [(Key, Value)],
