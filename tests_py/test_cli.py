@@ -10,12 +10,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from nano_graphrag_redis.local_server import RedisServer, embedded_redis_server, find_redis_server
+from peers import http_peer
 from topology import Topology
 
 
@@ -236,23 +236,8 @@ def test_server_refusals_are_one_line(tmp_path: Path) -> None:
         out = run("export", "--working-dir", str(tmp_path), "--redis-url", server.url)
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert "NOAUTH" in out.stderr and "Pipeline" not in out.stderr
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-        port = listener.getsockname()[1]
-
-        def answer_http() -> None:
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                with conn:
-                    conn.recv(4096)
-                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-
-        threading.Thread(target=answer_http, daemon=True).start()
-        out = run("export", "--working-dir", str(tmp_path), "--redis-url", f"redis://127.0.0.1:{port}")
+    with http_peer() as url:
+        out = run("export", "--working-dir", str(tmp_path), "--redis-url", url)
     assert out.returncode == 1 and out.stderr.count("\n") == 1, out.stderr
     assert "not in the Redis protocol" in out.stderr
 

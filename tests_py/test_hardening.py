@@ -35,6 +35,7 @@ from nano_graphrag_redis import (
     redact_url,
 )
 from nano_graphrag_redis.local_server import RedisServer, free_port
+from peers import http_peer
 
 SECRET = "s3cr3t-Pa55"
 
@@ -341,27 +342,13 @@ def test_a_missing_password_on_batch_paths_says_noauth_in_one_line() -> None:
 
 
 def test_a_server_that_speaks_http_is_one_clear_line() -> None:
-    with socket.socket() as listener:
-        listener.bind(("127.0.0.1", 0))
-        listener.listen(8)
-
-        def answer_http() -> None:
-            while True:
-                try:
-                    conn, _ = listener.accept()
-                except OSError:
-                    return
-                with conn:
-                    conn.recv(4096)
-                    conn.sendall(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
-
-        threading.Thread(target=answer_http, daemon=True).start()
-        kv = BlockingRedisKVStorage("x", redis_url=f"redis://127.0.0.1:{listener.getsockname()[1]}")
+    with http_peer() as url:
+        kv = BlockingRedisKVStorage("x", redis_url=url)
         with pytest.raises(StorageUnavailableError) as info:
             kv.get_by_id("a")
-        message = str(info.value)
-        assert "not in the Redis protocol" in message and "\n" not in message, message
-        assert "Incompatible type" not in message
+    message = str(info.value)
+    assert "not in the Redis protocol" in message and "\n" not in message, message
+    assert "Incompatible type" not in message
 
 
 def test_a_server_at_maxclients_keeps_its_reason() -> None:

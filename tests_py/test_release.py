@@ -347,10 +347,11 @@ def test_nano_graphrag_pin_is_the_same_in_setup_and_release() -> None:
 # --------------------------------------------------------------- the tree, the PATH
 
 
-# A sibling directory of the checkout (../shared), or an absolute path of the machine the
-# project is developed on (/work/...; "./work/" is fine). This file holds the pattern
-# itself, so it is left out of the search.
-OUTSIDE = r"\.\./shared|(^|[^.[:alnum:]_])/work/"
+# A sibling directory of the checkout (the design notes' folder next to it), or an
+# absolute path of the machine the project is developed on (/work/...; "./work/" is
+# fine). Assembled from parts, so that not even this file names the sibling.
+SIBLING = "shared"
+OUTSIDE = r"\.\./" + SIBLING + r"|(^|[^.[:alnum:]_])/work/"
 
 
 def git_grep(*options: str, paths: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -369,7 +370,8 @@ def test_nothing_refers_outside_the_tree(tmp_path: Path) -> None:
 
     # The search finds such references where there are some (and only those).
     (tmp_path / "probe.md").write_text(
-        "see ../shared/design/x.md\nsee /work/shared/design/x.md\n`/work/main`\nworking_dir=./work/a\nhomework/\n"
+        f"see ../{SIBLING}/design/x.md\nsee /work/{SIBLING}/design/x.md\n"
+        "`/work/main`\nworking_dir=./work/a\nhomework/\n"
     )
     probe = git_grep("--no-index", paths=["probe.md"], cwd=tmp_path)
     assert [line.split(":")[1] for line in probe.stdout.splitlines()] == ["1", "2", "3"], probe
