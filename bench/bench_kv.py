@@ -1019,9 +1019,9 @@ def render_requests(trips: list[tuple[str, str, Window]], connections: dict[str,
         f"### Requests per master for ONE batch of {batch}",
         "",
         "Counted by each master (CONFIG RESETSTAT, one call, then INFO): commands executed, socket reads "
-        "of client connections (`total_reads_processed`; one read takes at most 16 KB) and KB received; "
-        "the counter-reading INFO is subtracted, replicas' acks are no commands here. Of 3 tries, the one "
-        "with the fewest reads (a replica's once-a-second ack can add one).",
+        "of client connections (`total_reads_processed`; one read takes what the query buffer has room "
+        "for, ~16-20 KB) and KB received; the counter-reading INFO is subtracted, replicas' acks are no "
+        "commands here. Of 3 tries, the one with the fewest reads (a replica's once-a-second ack can add one).",
         "",
         "| client | call | commands per master | socket reads per master | KB received per master |",
         "|---|---|---|---|---|",
