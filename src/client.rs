@@ -19,7 +19,7 @@ use std::time::Instant;
 use redis::{Cmd, Pipeline};
 
 use crate::config::ConnectionSettings;
-use crate::errors::{Error, Result};
+use crate::errors::{self, Error, Result};
 use crate::link;
 
 /// One request: a command or a pipeline (a `MULTI`/`EXEC` transaction when atomic),
@@ -84,6 +84,19 @@ pub enum Failure {
     Busy(String),
     /// Nothing a retry would change.
     Final(Error),
+}
+
+/// What a server's error reply means for a retry: busy (later), a redirect or a
+/// demoted master (at once, elsewhere), or final.
+pub fn refusal(err: &redis::RedisError, secret: Option<&str>) -> Failure {
+    let why = || errors::describe(err, secret);
+    if errors::is_busy(err) {
+        Failure::Busy(why())
+    } else if errors::is_redirect(err) {
+        Failure::Sent(why())
+    } else {
+        Failure::Final(Error::from_redis(err, secret))
+    }
 }
 
 /// Runs `attempt` until it succeeds, fails for good, runs out of retries or reaches the

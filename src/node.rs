@@ -9,7 +9,7 @@
 use redis::{FromRedisValue, IntoConnectionInfo};
 use tokio::sync::Semaphore;
 
-use crate::client::{with_retries, Failure, Kind, Request};
+use crate::client::{refusal, with_retries, Failure, Kind, Request};
 use crate::config::{ConnectionSettings, TlsFiles};
 use crate::errors::{self, Error, Result};
 use crate::link::{DialFailure, Link, Target};
@@ -101,19 +101,12 @@ impl Node {
 
     /// What a server's error reply means for a retry.
     fn refusal(&self, err: &redis::RedisError) -> Failure {
-        let why = || errors::describe(err, self.secret.as_deref());
-        if errors::is_busy(err) {
-            Failure::Busy(why())
-        } else if errors::is_readonly(err) {
+        if errors::is_readonly(err) {
             // A write reached a replica: this server was demoted. Leave it.
             self.link
                 .invalidate("the server is a replica now (READONLY)");
-            Failure::Sent(why())
-        } else if errors::is_redirect(err) {
-            Failure::Sent(why())
-        } else {
-            Failure::Final(Error::from_redis(err, self.secret.as_deref()))
         }
+        refusal(err, self.secret.as_deref())
     }
 }
 

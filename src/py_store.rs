@@ -12,9 +12,10 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PySet, PyStri
 
 use crate::bridge;
 use crate::codec::{self, Fields};
-use crate::config::{self, Layer, LayerKind, Raw, Settings};
+use crate::config::{Layer, LayerKind, Raw, Settings};
 use crate::errors::Error;
 use crate::store::Store as RustStore;
+use crate::urls;
 
 #[pyclass(frozen, module = "nano_graphrag_redis._core", name = "Store")]
 pub struct Store {
@@ -233,7 +234,7 @@ impl Store {
         let c = &s.connection;
         let d = PyDict::new(py);
         d.set_item("namespace", &s.namespace)?;
-        d.set_item("url", config::redact_url(&c.url))?;
+        d.set_item("url", urls::redact(&c.url))?;
         d.set_item("mode", c.mode.name())?;
         d.set_item("username", c.username.as_deref())?;
         d.set_item("password_set", c.secret().is_some())?;
@@ -333,7 +334,7 @@ fn raw(value: &Bound<'_, PyAny>) -> Raw {
 /// does not parse. Every URL this package shows goes through it.
 #[pyfunction]
 pub fn redact_url(url: &str) -> String {
-    config::redact_url(url)
+    urls::redact(url)
 }
 
 /// An id as the bytes of its key: UTF-8, except that lone surrogates (which UTF-8

@@ -262,4 +262,46 @@ mod tests {
         assert!(parse("redis+sentinel://s1:5000/m/x").is_err());
         assert_eq!(password("redis+sentinel://:pw@s1/m").as_deref(), Some("pw"));
     }
+
+    #[test]
+    fn every_url_form_is_redacted() {
+        for (url, shown) in [
+            (
+                "redis://user:hunter2@host:6379/0",
+                "redis://user:***@host:6379/0",
+            ),
+            ("redis://:hunter2@h", "redis://:***@h"),
+            (
+                "rediss://u:hunter2@h:1?protocol=resp3",
+                "rediss://u:***@h:1?protocol=resp3",
+            ),
+            ("redis://user:hun/ter2@host", "redis://user:***@host"),
+            ("redis://user:a@b@host:1", "redis://user:***@host:1"),
+            (
+                "unix:///tmp/r.sock?pass=hunter2&db=1",
+                "unix:///tmp/r.sock?pass=***&db=1",
+            ),
+            (
+                "redis+unix:///tmp/r.sock?db=1&password=hunter2",
+                "redis+unix:///tmp/r.sock?db=1&password=***",
+            ),
+            (
+                "redis+cluster://u:hunter2@h1:1,h2:2",
+                "redis+cluster://u:***@h1:1,h2:2",
+            ),
+            (
+                "redis+sentinel://:hunter2@s1:1,s2:2/mymaster",
+                "redis+sentinel://:***@s1:1,s2:2/mymaster",
+            ),
+            ("u:hunter2@host", "u:***@host"),
+            ("redis://h:1", "redis://h:1"),
+            ("redis://user@h", "redis://user@h"),
+        ] {
+            assert_eq!(redact(url), shown, "{url}");
+        }
+        assert_eq!(
+            password("unix:///tmp/r.sock?pass=hunter2").as_deref(),
+            Some("hunter2")
+        );
+    }
 }

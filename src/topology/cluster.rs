@@ -306,15 +306,7 @@ impl Cluster {
 
     /// What an error reply to one key means for the batch.
     fn refusal(&self, err: &redis::RedisError) -> Failure {
-        let secret = self.settings.secret();
-        let why = || errors::describe(err, secret.as_deref());
-        if errors::is_busy(err) {
-            Failure::Busy(why())
-        } else if errors::is_redirect(err) {
-            Failure::Sent(why())
-        } else {
-            Failure::Final(Error::from_redis(err, secret.as_deref()))
-        }
+        crate::client::refusal(err, self.settings.secret().as_deref())
     }
 
     /// The keys of a failed write, for the error: which ones may not have been written.
