@@ -65,13 +65,15 @@ impl Breaker {
         }
     }
 
-    /// The server answered: whatever was wrong is over.
-    pub fn success(&self) {
-        if self.troubled.swap(false, Ordering::AcqRel) {
-            let mut state = self.state();
-            state.failures = 0;
-            state.open_until = None;
+    /// The server answered: whatever was wrong is over. Returns true if this closed
+    /// an open (or half-open) breaker, so the caller logs the transition once.
+    pub fn success(&self) -> bool {
+        if !self.troubled.swap(false, Ordering::AcqRel) {
+            return false;
         }
+        let mut state = self.state();
+        state.failures = 0;
+        state.open_until.take().is_some()
     }
 
     /// Records connection event `event` (a dial number, increasing). Returns true if
@@ -109,8 +111,9 @@ mod tests {
         assert_eq!(b.phase(), Phase::Closed);
         assert!(b.failure(8), "the second event opens it");
         assert!(matches!(b.phase(), Phase::Open(_)));
-        b.success();
+        assert!(b.success(), "closing an open breaker is a transition");
         assert_eq!(b.phase(), Phase::Closed);
+        assert!(!b.success(), "closing a closed one is not");
     }
 
     #[test]

@@ -141,6 +141,7 @@ where
                 ));
             }
             retries += 1;
+            crate::metrics::retried();
             log::debug!("retrying after: {why}");
             last = Some(why);
             if busy {

@@ -150,6 +150,8 @@ pub struct Settings {
     /// `redis_atomic_rebuild`, for `community_reports` only: a `drop()` and the upserts
     /// after it become visible to other instances in one switch (see `store.rs`).
     pub atomic_rebuild: bool,
+    /// `redis_metrics`: count and time this namespace's operations (see `metrics/`).
+    pub metrics: bool,
     pub namespace: String,
     /// `None` means the records never expire.
     pub ttl: Option<u64>,
@@ -226,6 +228,7 @@ pub const SETTINGS: &[Spec] = &[
     text("redis_workspace", ""),
     flag("redis_shared_llm_cache", "false"),
     flag("redis_atomic_rebuild", "false"),
+    flag("redis_metrics", "true"),
     seconds("redis_connection_timeout", "5", false, HOUR),
     seconds("redis_socket_timeout", "5", false, HOUR),
     seconds("redis_health_check_interval", "30", true, DAY),
@@ -500,6 +503,7 @@ impl Settings {
             workspace,
             shared_llm_cache,
             atomic_rebuild,
+            metrics: r.flag("redis_metrics")?.unwrap_or(true),
             namespace: namespace.to_owned(),
             ttl: (ttl > 0).then_some(ttl),
         })

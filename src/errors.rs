@@ -12,6 +12,8 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 use redis::{ErrorKind, RedisError};
 
+use crate::metrics;
+
 /// Everything that can go wrong in the core. Messages are one line, in this package's
 /// words, and never hold a password.
 #[derive(Clone, Debug, thiserror::Error)]
@@ -202,6 +204,38 @@ fn classes(py: Python<'_>) -> PyResult<&Classes> {
             operation: class("StorageOperationError")?,
         })
     })
+}
+
+/// The kind of a failed call, for metrics.
+pub fn kind(err: &Error) -> metrics::ErrorKind {
+    match err {
+        Error::Config(_) => metrics::ErrorKind::Config,
+        Error::Serialization(_) => metrics::ErrorKind::Serialization,
+        Error::Unavailable(_) => metrics::ErrorKind::Unavailable,
+        Error::Operation(_) => metrics::ErrorKind::Operation,
+    }
+}
+
+/// The kind of an exception a call raised in Python code (building its arguments or
+/// its result), for metrics.
+pub fn py_kind(py: Python<'_>, err: &PyErr) -> metrics::ErrorKind {
+    let Ok(classes) = classes(py) else {
+        return metrics::ErrorKind::Other;
+    };
+    let is = |class: &Py<PyType>| err.is_instance(py, class.bind(py));
+    if is(&classes.serialization) {
+        metrics::ErrorKind::Serialization
+    } else if is(&classes.config) {
+        metrics::ErrorKind::Config
+    } else if is(&classes.unavailable) {
+        metrics::ErrorKind::Unavailable
+    } else if is(&classes.operation) {
+        metrics::ErrorKind::Operation
+    } else if err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+        metrics::ErrorKind::Cancelled
+    } else {
+        metrics::ErrorKind::Other
+    }
 }
 
 /// Looks the exception classes up; `_core` calls it when it is imported.

@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use crate::breaker::{Breaker, Phase};
 use crate::config::{ConnectionSettings, EvictionCheck};
 use crate::errors::{self, Error};
+use crate::metrics::{self, BreakerState, ServerMetrics};
 use crate::runtime;
 
 /// What the server accepts, read once per connection.
@@ -76,6 +77,8 @@ struct State {
     next_dial: Instant,
     /// A final failure of the last dial, handed to callers until `next_dial`.
     last_final: Option<Error>,
+    /// Whether any dial succeeded yet (the next success is then a reconnect).
+    was_up: bool,
 }
 
 /// Where a link dials: a fixed server, or the server a resolver names at the time of
@@ -95,6 +98,11 @@ pub trait Target: Send + Sync + 'static {
 
     /// The server, for messages (never with credentials).
     fn describe(&self) -> String;
+
+    /// The server's name in metrics: stable for the link's life, never credentials.
+    fn metrics_name(&self) -> String {
+        self.describe()
+    }
 }
 
 /// A server at a fixed address.
@@ -122,6 +130,24 @@ struct Inner {
     breaker: Breaker,
     dials: AtomicU64,
     state: Mutex<State>,
+    metrics: Arc<ServerMetrics>,
+}
+
+/// A link that does not keep its connection alive: for reading its gauges.
+pub struct WeakLink(Weak<Inner>);
+
+impl WeakLink {
+    /// Whether the link is connected and its breaker's state; `None` once it is gone.
+    pub fn status(&self) -> Option<(bool, BreakerState)> {
+        let inner = self.0.upgrade()?;
+        let connected = matches!(inner.state().phase, Stage::Up(_));
+        let breaker = match inner.breaker.phase() {
+            Phase::Closed => BreakerState::Closed,
+            Phase::HalfOpen => BreakerState::HalfOpen,
+            Phase::Open(_) => BreakerState::Open,
+        };
+        Some((connected, breaker))
+    }
 }
 
 impl Link {
@@ -130,9 +156,11 @@ impl Link {
             .set_connection_timeout(Some(settings.connection_timeout))
             // Requests are timed by progress (see `Progress`), not by redis-rs.
             .set_response_timeout(None);
+        let metrics = metrics::server(&target.metrics_name());
         let link = Link {
             inner: Arc::new(Inner {
                 target,
+                metrics,
                 config,
                 secret: settings.secret(),
                 breaker: Breaker::new(settings.breaker_threshold, settings.breaker_cooldown),
@@ -143,6 +171,7 @@ impl Link {
                     failed_dials: 0,
                     next_dial: Instant::now(),
                     last_final: None,
+                    was_up: false,
                 }),
             }),
         };
@@ -153,6 +182,15 @@ impl Link {
     /// The server's address without credentials, for messages.
     pub fn describe_server(&self) -> String {
         self.inner.describe_server()
+    }
+
+    /// The counters of this link's server.
+    pub fn metrics(&self) -> &ServerMetrics {
+        &self.inner.metrics
+    }
+
+    pub fn downgrade(&self) -> WeakLink {
+        WeakLink(Arc::downgrade(&self.inner))
     }
 
     /// A live connection, dialing if there is none. `retrying` callers (they already
@@ -211,7 +249,7 @@ impl Link {
 
     /// A reply arrived: the server is up.
     pub fn healthy(&self) {
-        self.inner.breaker.success();
+        self.inner.healthy();
     }
 
     /// Sends PING now and then so a dead socket is found before a caller needs it.
@@ -461,12 +499,16 @@ impl Inner {
             Ok(up) => {
                 if state.failed_dials > 0 {
                     log::info!("reconnected to Redis at {}", self.describe_server());
+                } else {
+                    log::debug!("connected to Redis at {}", self.describe_server());
                 }
+                self.metrics.connected(state.was_up);
                 state.phase = Stage::Up(up.clone());
                 state.failed_dials = 0;
                 state.last_final = None;
+                state.was_up = true;
                 drop(state);
-                self.breaker.success();
+                self.healthy();
             }
             Err(failure) => {
                 state.phase = Stage::Down;
@@ -478,6 +520,7 @@ impl Inner {
                 };
                 let first = state.failed_dials == 1;
                 drop(state);
+                self.metrics.dial_failed();
                 if let DialFailure::Connection(why) = failure {
                     let server = self.describe_server();
                     // Callers get the error; a lasting outage gets a warning when the
@@ -508,11 +551,23 @@ impl Inner {
             "connection to Redis at {} lost ({why}); reconnecting",
             self.describe_server()
         );
+        self.metrics.connection_lost();
         self.count_failure(id);
+    }
+
+    /// A reply or a connection: closes the breaker if it was open (said once).
+    fn healthy(&self) {
+        if self.breaker.success() {
+            log::info!(
+                "circuit breaker closed: Redis at {} answers again",
+                self.describe_server()
+            );
+        }
     }
 
     fn count_failure(&self, event: u64) {
         if self.breaker.failure(event) {
+            self.metrics.breaker_opened();
             log::warn!(
                 "circuit breaker open: Redis at {} failed {} times in a row; new calls fail fast for {:.1}s",
                 self.describe_server(),

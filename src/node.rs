@@ -6,6 +6,8 @@
 //! load is a semaphore of `max_inflight` permits: callers past it wait (backpressure),
 //! they do not fail.
 
+use std::sync::Arc;
+
 use redis::{FromRedisValue, IntoConnectionInfo};
 use tokio::sync::Semaphore;
 
@@ -13,22 +15,41 @@ use crate::client::{refusal, with_retries, Failure, Kind, Request};
 use crate::config::{ConnectionSettings, TlsFiles};
 use crate::errors::{self, Error, Result};
 use crate::link::{DialFailure, Link, Target};
+use crate::metrics::Gauges;
 
 pub struct Node {
     settings: ConnectionSettings,
     secret: Option<String>,
     link: Link,
-    inflight: Semaphore,
+    inflight: Arc<Semaphore>,
 }
 
 impl Node {
     pub fn new(target: Box<dyn Target>, settings: &ConnectionSettings) -> Node {
-        Node {
+        let node = Node {
             secret: settings.secret(),
             link: Link::new(target, settings),
-            inflight: Semaphore::new(settings.max_inflight),
+            inflight: Arc::new(Semaphore::new(settings.max_inflight)),
             settings: settings.clone(),
-        }
+        };
+        node.attach_gauges();
+        node
+    }
+
+    /// Lets the server's metrics read this node's gauges (until the node is gone).
+    fn attach_gauges(&self) {
+        let link = self.link.downgrade();
+        let permits = Arc::downgrade(&self.inflight);
+        let max = self.settings.max_inflight;
+        self.link.metrics().attach(Box::new(move || {
+            let (connected, breaker) = link.status()?;
+            let available = permits.upgrade()?.available_permits();
+            Some(Gauges {
+                connected,
+                in_flight: max.saturating_sub(available) as u64,
+                breaker,
+            })
+        }));
     }
 
     pub fn link(&self) -> &Link {

@@ -13,8 +13,11 @@ use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PySet, PyStri
 use crate::bridge;
 use crate::codec::{self, Fields};
 use crate::config::{Layer, LayerKind, Raw, Settings};
-use crate::errors::Error;
+use crate::errors::{self, Error};
+use crate::metrics::{self, Call, Operation};
+use crate::py_metrics;
 use crate::store::Store as RustStore;
+use crate::topology::Measure;
 use crate::urls;
 
 #[pyclass(frozen, module = "nano_graphrag_redis._core", name = "Store")]
@@ -58,6 +61,7 @@ impl Store {
         }
         layers.push(Layer::from_env());
         let settings = Settings::resolve(namespace, &layers)?;
+        crate::refresh_log_levels();
         Ok(Store {
             inner: Arc::new(RustStore::new(settings)),
             blocking,
@@ -66,15 +70,22 @@ impl Store {
 
     /// The stored record `id`, or None.
     fn get(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let id = one_id(id)?;
+        let mut call = self.start(Operation::GetById);
+        let id = one_id(id).map_err(|e| refused(py, &mut call, e))?;
         let store = self.inner.clone();
         let work = async move {
             let value = store.get(&id).await?;
             Ok((id, value))
         };
-        self.run(py, work, |py, (id, value)| match value {
-            Some(bytes) => Ok(decode(py, &id, &bytes, None)?.into_pyobject(py)?.unbind()),
-            None => Ok(py.None()),
+        self.run(py, call, work, |py, (id, value), call| {
+            call.looked_up(value.is_some() as u64, value.is_none() as u64);
+            match value {
+                Some(bytes) => {
+                    call.read(1, bytes.len() as u64);
+                    Ok(decode(py, &id, &bytes, None)?.into_pyobject(py)?.unbind())
+                }
+                None => Ok(py.None()),
+            }
         })
     }
 
@@ -86,35 +97,47 @@ impl Store {
         ids: &Bound<'_, PyAny>,
         fields: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Py<PyAny>> {
-        let ids = id_list(ids)?;
-        let fields = fields.map(field_set).transpose()?;
+        let mut call = self.start(Operation::GetByIds);
+        let ids = id_list(ids).map_err(|e| refused(py, &mut call, e))?;
+        let fields = fields
+            .map(field_set)
+            .transpose()
+            .map_err(|e| refused(py, &mut call, e))?;
         let store = self.inner.clone();
         let work = async move {
             let values = store.get_many(&ids).await?;
             Ok((ids, values))
         };
-        self.run(py, work, move |py, (ids, values)| {
+        self.run(py, call, work, move |py, (ids, values), call| {
             let list = PyList::empty(py);
+            let (mut found, mut bytes) = (0, 0);
             for (id, value) in ids.iter().zip(values) {
                 let item = match value {
-                    Some(bytes) => decode(py, id, &bytes, fields.as_ref())?,
+                    Some(value) => {
+                        found += 1;
+                        bytes += value.len() as u64;
+                        decode(py, id, &value, fields.as_ref())?
+                    }
                     None => None,
                 };
                 list.append(item)?;
             }
+            call.looked_up(found, ids.len() as u64 - found);
+            call.read(found, bytes);
             Ok(list.into_any().unbind())
         })
     }
 
     /// The ids of `ids` that are NOT stored, as a set.
     fn missing(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let ids = id_list(ids)?;
+        let mut call = self.start(Operation::FilterKeys);
+        let ids = id_list(ids).map_err(|e| refused(py, &mut call, e))?;
         let store = self.inner.clone();
         let work = async move {
             let exists = store.exists_many(&ids).await?;
             Ok((ids, exists))
         };
-        self.run(py, work, |py, (ids, exists)| {
+        self.run(py, call, work, |py, (ids, exists), _| {
             let set = PySet::empty(py)?;
             for (id, exists) in ids.iter().zip(exists) {
                 if !exists {
@@ -127,19 +150,74 @@ impl Store {
 
     /// Writes `data` ({id: record}), each record replaced whole, all or nothing.
     fn put(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let records = encode_records(data)?;
+        let mut call = self.start(Operation::Upsert);
+        let records = encode_records(data).map_err(|e| refused(py, &mut call, e))?;
+        let written = (
+            records.len() as u64,
+            records.iter().map(|(_, v)| v.len() as u64).sum(),
+        );
         let store = self.inner.clone();
         let work = async move { store.put_many(records).await };
-        self.run(py, work, |py, ()| Ok(py.None()))
+        self.run(py, call, work, move |py, (), call| {
+            call.wrote(written.0, written.1);
+            Ok(py.None())
+        })
     }
 
-    /// The stored size in bytes of each record of `ids` (0 where missing), as a list.
-    fn sizes(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let ids = id_list(ids)?;
+    /// `what` ("length": the stored JSON; "memory": what the server spends on the key)
+    /// of each record of `ids` in bytes (0 where missing), as a list.
+    #[pyo3(signature = (ids, what = "length"))]
+    fn measure(&self, py: Python<'_>, ids: &Bound<'_, PyAny>, what: &str) -> PyResult<Py<PyAny>> {
+        let mut call = self.start(Operation::Measure);
+        let what = match what {
+            "length" => Measure::Length,
+            "memory" => Measure::Memory,
+            other => {
+                let err = Error::Config(format!(
+                    "measure: what must be \"length\" or \"memory\", not {other:?}"
+                ));
+                return Err(refused(py, &mut call, err.into()));
+            }
+        };
+        let ids = id_list(ids).map_err(|e| refused(py, &mut call, e))?;
         let store = self.inner.clone();
-        let work = async move { store.sizes(&ids).await };
-        self.run(py, work, |py, sizes| {
+        let work = async move { store.measure(&ids, what).await };
+        self.run(py, call, work, |py, sizes, _| {
             Ok(PyList::new(py, sizes)?.into_any().unbind())
+        })
+    }
+
+    /// Counts the namespace's records and measures `sample` of them (all with None):
+    /// heavy, see `Store::namespace_stats`. `progress(stage, count)` is called with
+    /// the GIL after each page.
+    #[pyo3(signature = (sample = None, progress = None))]
+    fn namespace_stats(
+        &self,
+        py: Python<'_>,
+        sample: Option<usize>,
+        progress: Option<Py<PyAny>>,
+    ) -> PyResult<Py<PyAny>> {
+        let call = self.start(Operation::NamespaceStats);
+        let store = self.inner.clone();
+        let work = async move {
+            let mut report = |stage: &str, count: u64| {
+                if let Some(progress) = &progress {
+                    Python::attach(|py| {
+                        if let Err(err) = progress.call1(py, (stage, count)) {
+                            err.write_unraisable(py, Some(progress.bind(py)));
+                        }
+                    });
+                }
+            };
+            store.namespace_stats(sample, &mut report).await
+        };
+        self.run(py, call, work, |py, stats, _| {
+            let d = PyDict::new(py);
+            d.set_item("records", stats.records)?;
+            d.set_item("sampled", stats.sampled)?;
+            d.set_item("value_bytes", stats.value_bytes)?;
+            d.set_item("memory_bytes", stats.memory_bytes)?;
+            Ok(d.into_any().unbind())
         })
     }
 
@@ -151,36 +229,40 @@ impl Store {
 
     /// Makes a staged rebuild live (see `store.rs`); nothing when none is staged.
     fn commit(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let call = self.start(Operation::IndexDone);
         let store = self.inner.clone();
         let work = async move { store.commit().await };
-        self.run(py, work, |py, ()| Ok(py.None()))
+        self.run(py, call, work, |py, (), _| Ok(py.None()))
     }
 
     /// Removes the records of `ids`; how many existed.
     fn delete_many(&self, py: Python<'_>, ids: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let ids = id_list(ids)?;
+        let mut call = self.start(Operation::DeleteMany);
+        let ids = id_list(ids).map_err(|e| refused(py, &mut call, e))?;
         let store = self.inner.clone();
         let work = async move { store.delete_many(&ids).await };
-        self.run(py, work, |py, n| {
+        self.run(py, call, work, |py, n, _| {
             Ok(n.into_pyobject(py)?.into_any().unbind())
         })
     }
 
     /// Removes record `id`; True if it existed.
     fn delete(&self, py: Python<'_>, id: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let id = one_id(id)?;
+        let mut call = self.start(Operation::DeleteById);
+        let id = one_id(id).map_err(|e| refused(py, &mut call, e))?;
         let store = self.inner.clone();
         let work = async move { store.delete(&id).await };
-        self.run(py, work, |py, existed| {
+        self.run(py, call, work, |py, existed, _| {
             Ok(PyBool::new(py, existed).to_owned().into_any().unbind())
         })
     }
 
     /// Every id of the namespace.
     fn ids(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let call = self.start(Operation::AllKeys);
         let store = self.inner.clone();
         let work = async move { store.ids().await };
-        self.run(py, work, |py, ids| {
+        self.run(py, call, work, |py, ids, _| {
             let list = PyList::empty(py);
             for id in &ids {
                 list.append(id_to_py(py, id)?)?;
@@ -191,18 +273,59 @@ impl Store {
 
     /// Removes every record of the namespace; returns how many.
     fn clear(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let call = self.start(Operation::Drop);
         let store = self.inner.clone();
         let work = async move { store.clear().await };
-        self.run(py, work, |py, n| {
+        self.run(py, call, work, |py, n, _| {
             Ok(n.into_pyobject(py)?.into_any().unbind())
         })
     }
 
     /// One round trip to the server (connecting if needed).
     fn ping(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let call = self.start(Operation::Ping);
         let store = self.inner.clone();
         let work = async move { store.ping().await };
-        self.run(py, work, |py, ()| Ok(py.None()))
+        self.run(py, call, work, |py, (), _| Ok(py.None()))
+    }
+
+    /// Runs the command `args` (read-only diagnostics: `INFO`, `CONFIG GET`, `PING`) on
+    /// every server that serves keys: a list of `(server, reply, seconds)`. Not counted
+    /// in the metrics.
+    fn on_each_server(&self, py: Python<'_>, args: Vec<String>) -> PyResult<Py<PyAny>> {
+        let Some((name, rest)) = args.split_first() else {
+            return Err(Error::Config("on_each_server needs a command".to_owned()).into());
+        };
+        let mut cmd = redis::cmd(name);
+        for arg in rest {
+            cmd.arg(arg);
+        }
+        let store = self.inner.clone();
+        let work = async move { store.on_each_server(&cmd).await };
+        self.run(py, Call::start(None), work, |py, replies, _| {
+            let list = PyList::empty(py);
+            for r in replies {
+                let reply = py_value(py, r.reply)?;
+                list.append((r.server, reply, r.elapsed.as_secs_f64()))?;
+            }
+            Ok(list.into_any().unbind())
+        })
+    }
+
+    /// This namespace's metrics (see `stats()` in Python): `{operation: {...}}` for each
+    /// operation called at least once; empty with `redis_metrics = false`.
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.settings();
+        let d = PyDict::new(py);
+        if !s.metrics {
+            return Ok(d);
+        }
+        for row in metrics::operations() {
+            if row.namespace == s.namespace && row.workspace == s.workspace {
+                d.set_item(row.operation.name(), py_metrics::operation(py, &row)?)?;
+            }
+        }
+        Ok(d)
     }
 
     /// Lets go of the shared connection (it closes when no store uses it).
@@ -242,6 +365,7 @@ impl Store {
         d.set_item("workspace", s.workspace.as_deref())?;
         d.set_item("shared_llm_cache", s.shared_llm_cache)?;
         d.set_item("atomic_rebuild", s.atomic_rebuild)?;
+        d.set_item("metrics", s.metrics)?;
         d.set_item("ttl", s.ttl)?;
         d.set_item("connection_timeout", c.connection_timeout.as_secs_f64())?;
         d.set_item("socket_timeout", c.socket_timeout.as_secs_f64())?;
@@ -267,12 +391,37 @@ impl Store {
 }
 
 impl Store {
-    fn run<W, T, C>(&self, py: Python<'_>, work: W, convert: C) -> PyResult<Py<PyAny>>
+    fn start(&self, operation: Operation) -> Call {
+        Call::start(self.inner.metrics(operation))
+    }
+
+    /// Runs `work` (on tokio) and builds its Python result with `convert` (on the
+    /// caller's thread, or the event loop's), as a blocking call or an asyncio future;
+    /// `call` records how it went once the result is built.
+    fn run<W, T, C>(&self, py: Python<'_>, call: Call, work: W, convert: C) -> PyResult<Py<PyAny>>
     where
         W: std::future::Future<Output = crate::errors::Result<T>> + Send + 'static,
         T: Send + 'static,
-        C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+        C: FnOnce(Python<'_>, T, &Call) -> PyResult<Py<PyAny>> + Send + 'static,
     {
+        let work = async move {
+            let mut call = call;
+            match metrics::scope(call.metrics(), work).await {
+                Ok(value) => Ok((value, call)),
+                Err(err) => {
+                    call.failed(errors::kind(&err));
+                    Err(err)
+                }
+            }
+        };
+        let convert = move |py: Python<'_>, (value, mut call): (T, Call)| {
+            let result = convert(py, value, &call);
+            match &result {
+                Ok(_) => call.succeeded(),
+                Err(err) => call.failed(errors::py_kind(py, err)),
+            }
+            result
+        };
         if self.blocking {
             let value = bridge::block_on(py, work)?;
             convert(py, value)
@@ -280,6 +429,44 @@ impl Store {
             bridge::spawn(py, work, convert)
         }
     }
+}
+
+/// A call refused before any I/O (bad arguments): counted as failed, its error
+/// passed on.
+fn refused(py: Python<'_>, call: &mut Call, err: PyErr) -> PyErr {
+    call.failed(errors::py_kind(py, &err));
+    err
+}
+
+/// A server's reply as Python data: strings for text, lists, dicts, ints.
+fn py_value(py: Python<'_>, value: redis::Value) -> PyResult<Py<PyAny>> {
+    use redis::Value as V;
+    Ok(match value {
+        V::Nil => py.None(),
+        V::Int(i) => i.into_pyobject(py)?.into_any().unbind(),
+        V::Double(f) => f.into_pyobject(py)?.into_any().unbind(),
+        V::Boolean(b) => PyBool::new(py, b).to_owned().into_any().unbind(),
+        V::BulkString(bytes) => PyString::new(py, &String::from_utf8_lossy(&bytes))
+            .into_any()
+            .unbind(),
+        V::SimpleString(text) => PyString::new(py, &text).into_any().unbind(),
+        V::Okay => PyString::new(py, "OK").into_any().unbind(),
+        V::Array(items) | V::Set(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(py_value(py, item)?)?;
+            }
+            list.into_any().unbind()
+        }
+        V::Map(pairs) => {
+            let dict = PyDict::new(py);
+            for (k, v) in pairs {
+                dict.set_item(py_value(py, k)?, py_value(py, v)?)?;
+            }
+            dict.into_any().unbind()
+        }
+        other => PyString::new(py, &format!("{other:?}")).into_any().unbind(),
+    })
 }
 
 /// A settings dict as a layer; for `global_config` dicts only `redis_*` keys matter.

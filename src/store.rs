@@ -19,8 +19,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::config::Settings;
 use crate::errors::Result;
 use crate::keys::KeySpace;
+use crate::metrics::{self, NamespaceMetrics, Operation, OperationMetrics};
 use crate::runtime;
-use crate::topology::{self, Topology};
+use crate::topology::{self, Measure, ServerReply, Topology};
 
 pub struct Store {
     settings: Settings,
@@ -29,6 +30,19 @@ pub struct Store {
     topology: Mutex<Option<(u64, Arc<dyn Topology>)>>,
     /// With atomic rebuilds: the generation this instance stages since its `drop()`.
     staging: Mutex<Option<u64>>,
+    /// `None` with `redis_metrics = false`.
+    metrics: Option<&'static NamespaceMetrics>,
+}
+
+/// What [`Store::namespace_stats`] found. The sizes are sums over the sample.
+pub struct NamespaceStats {
+    pub records: u64,
+    pub sampled: u64,
+    /// The stored JSON of the sampled records (`STRLEN`).
+    pub value_bytes: u64,
+    /// What the server spends on the sampled keys (`MEMORY USAGE`); `None` where the
+    /// server does not allow `MEMORY`.
+    pub memory_bytes: Option<u64>,
 }
 
 /// How long the records of a replaced generation stay readable after the switch.
@@ -43,10 +57,18 @@ impl Store {
                 settings.workspace.as_deref(),
                 &settings.namespace,
             ),
+            metrics: settings
+                .metrics
+                .then(|| metrics::namespace(&settings.namespace, settings.workspace.as_deref())),
             settings,
             topology: Mutex::new(None),
             staging: Mutex::new(None),
         }
+    }
+
+    /// The counters of `operation` on this namespace (`None` without metrics).
+    pub fn metrics(&self, operation: Operation) -> Option<&'static OperationMetrics> {
+        self.metrics.map(|m| m.operation(operation))
     }
 
     /// Whether this instance stages a rebuild that [`Self::commit`] will make live.
@@ -180,11 +202,60 @@ impl Store {
             .await
     }
 
-    /// The stored size in bytes of each record (0 where missing), aligned with `ids`.
-    pub async fn sizes(&self, ids: &[Vec<u8>]) -> Result<Vec<u64>> {
+    /// `what` of each record in bytes (0 where missing), aligned with `ids`.
+    pub async fn measure(&self, ids: &[Vec<u8>], what: Measure) -> Result<Vec<u64>> {
         let space = self.keys().await?;
         let keys: Vec<Vec<u8>> = ids.iter().map(|id| space.key(id)).collect();
-        self.topology()?.sizes(&keys).await
+        self.topology()?.measure(&keys, what).await
+    }
+
+    /// How many records the namespace holds, and the size of `sample` of them picked
+    /// at random (all of them with `None`): a `SCAN` of the namespace, then `STRLEN`
+    /// and `MEMORY USAGE` of the sample. Heavy: for scripts and the CLI, never for a
+    /// hot path. `progress` hears `("scanned", keys so far)` after each scan page and
+    /// `("measured", records so far)` after each measured page.
+    pub async fn namespace_stats(
+        &self,
+        sample: Option<usize>,
+        progress: &mut (dyn FnMut(&str, u64) + Send),
+    ) -> Result<NamespaceStats> {
+        let space = self.keys().await?;
+        let mut scanned = |n: u64| progress("scanned", n);
+        let mut keys: Vec<Vec<u8>> = self
+            .scan_counting(&space, &mut scanned)
+            .await?
+            .into_iter()
+            .collect();
+        let records = keys.len() as u64;
+        let sampled = sample.map_or(keys.len(), |n| n.min(keys.len()));
+        // A partial Fisher-Yates shuffle: the first `sampled` keys are a uniform sample.
+        for i in 0..sampled {
+            let pick = fastrand::usize(i..keys.len());
+            keys.swap(i, pick);
+        }
+        keys.truncate(sampled);
+        let topology = self.topology()?;
+        let mut stats = NamespaceStats {
+            records,
+            sampled: 0,
+            value_bytes: 0,
+            memory_bytes: Some(0),
+        };
+        for page in keys.chunks(topology::PAGE) {
+            let lengths = topology.measure(page, Measure::Length).await?;
+            stats.value_bytes += lengths.iter().sum::<u64>();
+            if stats.memory_bytes.is_some() {
+                // MEMORY may be forbidden (ACL) or missing (proxies): sizes stay.
+                stats.memory_bytes = match topology.measure(page, Measure::Memory).await {
+                    Ok(memory) => stats.memory_bytes.map(|m| m + memory.iter().sum::<u64>()),
+                    Err(crate::errors::Error::Operation(_)) => None,
+                    Err(err) => return Err(err),
+                };
+            }
+            stats.sampled += page.len() as u64;
+            progress("measured", stats.sampled);
+        }
+        Ok(stats)
     }
 
     /// Removes the records of `ids`; how many existed.
@@ -230,15 +301,32 @@ impl Store {
 
     /// The keys of `space`, each once (`SCAN` may return a key twice).
     async fn scan(&self, space: &KeySpace) -> Result<HashSet<Vec<u8>>> {
+        self.scan_counting(space, &mut |_| {}).await
+    }
+
+    /// [`Self::scan`], telling `counted` how many keys it found after each page.
+    async fn scan_counting(
+        &self,
+        space: &KeySpace,
+        counted: &mut (dyn FnMut(u64) + Send),
+    ) -> Result<HashSet<Vec<u8>>> {
         let pattern = space.pattern();
         let mut seen = HashSet::new();
-        let mut page = |keys: Vec<Vec<u8>>| seen.extend(keys);
+        let mut page = |keys: Vec<Vec<u8>>| {
+            seen.extend(keys);
+            counted(seen.len() as u64);
+        };
         self.topology()?.scan(&pattern, &mut page).await?;
         Ok(seen)
     }
 
     /// Round trip to the server(s) (connects if needed).
     pub async fn ping(&self) -> Result<()> {
-        self.topology()?.ping().await
+        self.on_each_server(&redis::cmd("PING")).await.map(drop)
+    }
+
+    /// `cmd` on every server that serves keys, each reply timed.
+    pub async fn on_each_server(&self, cmd: &redis::Cmd) -> Result<Vec<ServerReply>> {
+        self.topology()?.each_server(cmd).await
     }
 }

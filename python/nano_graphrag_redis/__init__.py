@@ -14,6 +14,7 @@ from .errors import (
     StorageOperationError,
     StorageUnavailableError,
 )
+from .metrics import stats
 from .registry import register
 from .storage import BlockingRedisKVStorage, RedisKVStorage
 
@@ -21,6 +22,7 @@ __all__ = [
     "RedisKVStorage",
     "BlockingRedisKVStorage",
     "register",
+    "stats",
     "redact_url",
     "RedisKVError",
     "ConfigError",

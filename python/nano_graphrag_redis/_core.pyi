@@ -1,10 +1,14 @@
 """The Rust core (built by maturin). Private: use RedisKVStorage / BlockingRedisKVStorage."""
 
-from collections.abc import Iterable
-from typing import Any, final
+from collections.abc import Callable, Iterable
+from typing import Any, Literal, final
 
-__all__ = ["Store", "redact_url", "__version__"]
+__all__ = ["Store", "redact_url", "metrics_snapshot", "__version__"]
 __version__: str
+
+def metrics_snapshot() -> dict[str, list[dict[str, Any]]]:
+    """Every metric of this process: ``{"operations": [...], "servers": [...]}`` (see
+    ``nano_graphrag_redis.metrics.stats``). O(namespaces + servers); no I/O."""
 
 def redact_url(url: str) -> str:
     """``url`` with every credential replaced by ``***`` (userinfo password, ``pass=`` /
@@ -42,8 +46,16 @@ class Store:
         """The set of ``ids`` that are not stored."""
     def put(self, data: dict[str, Any]) -> Any:
         """Writes every record whole, all or nothing; encodes all before sending."""
-    def sizes(self, ids: Iterable[str]) -> Any:
-        """The stored size in bytes of each record (0 where missing), aligned with ``ids``."""
+    def measure(self, ids: Iterable[str], what: Literal["length", "memory"] = "length") -> Any:
+        """Each record's stored JSON (``"length"``) or server memory (``"memory"``) in
+        bytes, 0 where missing, aligned with ``ids``."""
+    def namespace_stats(self, sample: int | None = None, progress: Callable[[str, int], object] | None = None) -> Any:
+        """``{"records", "sampled", "value_bytes", "memory_bytes"}`` (sizes summed over a
+        random sample; all records with None). Scans the namespace: heavy."""
+    def on_each_server(self, args: list[str]) -> Any:
+        """``[(server, reply, seconds)]``: the command on every server that serves keys."""
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """This namespace's metrics per operation; no I/O."""
     def delete_many(self, ids: Iterable[str]) -> Any:
         """Removes the records of ``ids``; how many existed."""
     def delete(self, id: str) -> Any:

@@ -7,6 +7,7 @@ configuration error. Errors print as one line; ``--debug`` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -51,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     common = _common(defaults=False)
     parser = argparse.ArgumentParser(
         prog="nano-graphrag-redis",
-        description="Redis key-value storage for nano-graphrag: demo, migration and export.",
+        description="Redis key-value storage for nano-graphrag: demo, migration, export, health and stats.",
         parents=[_common(defaults=True)],
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -151,6 +152,45 @@ def _parser() -> argparse.ArgumentParser:
     )
     cache.add_argument("--dry-run", action="store_true", help="report what would be removed, remove nothing")
     cache.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    ping = sub.add_parser(
+        "ping",
+        parents=[common],
+        help="check the Redis servers: version, mode, round trip, eviction policy, persistence",
+        description="Ask every server that serves keys (one server, each cluster master, the master behind "
+        "Sentinel) for its version, role, round-trip time (PING), memory and eviction policy, and persistence "
+        "settings, and warn about settings that can lose records. Exit 1 if a server cannot be reached.",
+    )
+    ping.add_argument("--count", type=_positive_int, default=10, help="PINGs per server (default %(default)s)")
+    ping.add_argument("--json", action="store_true", help="print one JSON document")
+
+    stats = sub.add_parser(
+        "stats",
+        parents=[common],
+        help="server load, this process's client metrics, and (heavy, on request) records per namespace",
+        description="Print each server's load (INFO: memory, clients, ops/s, keyspace hits), the client "
+        "metrics this process gathered, and with --namespaces how many records each namespace holds and "
+        "its size, estimated from a random sample (this scans the namespaces: heavy on big databases).",
+    )
+    stats.add_argument("--namespaces", action="store_true", help="also count and size the namespaces (SCAN: heavy)")
+    stats.add_argument(
+        "--namespace",
+        action="append",
+        dest="namespace_names",
+        metavar="NS",
+        help="with --namespaces: this namespace (repeatable); default the four nano-graphrag namespaces",
+    )
+    stats.add_argument(
+        "--sample",
+        type=int,
+        default=1000,
+        help="with --namespaces: records measured per namespace (0: all, exact); default %(default)s",
+    )
+    stats.add_argument(
+        "--key-prefix", default=None, help="Redis key prefix (default: $REDIS_KEY_PREFIX or nano_graphrag)"
+    )
+    stats.add_argument("--json", action="store_true", help="print one JSON document")
+    stats.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -307,7 +347,119 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"demo": _cmd_demo, "migrate": _cmd_migrate, "export": _cmd_export, "cache": _cmd_cache}
+def _size(n: int | None) -> str:
+    if n is None:
+        return "?"
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+def _cmd_ping(args: argparse.Namespace) -> int:
+    from ._core import redact_url
+    from .health import server_reports
+    from .storage import BlockingRedisKVStorage
+
+    store = BlockingRedisKVStorage("ping", **_settings(args))
+    described = store.settings()
+    reports = server_reports(store, pings=args.count)
+    if args.json:
+        print(json.dumps({"url": described["url"], "mode": described["mode"], "servers": reports}, indent=2))
+        return 0
+    print(f"{redact_url(described['url'])} ({described['mode']}): {len(reports)} server(s) answer")
+    for r in reports:
+        rtt = r["rtt_ms"]
+        print(
+            f"{r['server']}: Redis {r['version']} ({r['mode']}, {r['role']}), round trip {rtt['p50']:.2f} ms "
+            f"(median of {args.count}; min {rtt['min']:.2f}, max {rtt['max']:.2f})"
+        )
+        memory = r["memory"]
+        limit = f"maxmemory {_size(memory['maxmemory_bytes'])}" if memory["maxmemory_bytes"] else "no maxmemory"
+        print(f"  memory: {_size(memory['used_bytes'])} used, {limit}, policy {memory['policy']}")
+        p = r["persistence"]
+        rdb = (
+            "RDB unknown (CONFIG not allowed)"
+            if p["rdb_save"] is None
+            else (f"RDB save {p['rdb_save']!r}" if p["rdb_save"] else "RDB off")
+        )
+        if p["rdb_save"] and p["seconds_since_save"] is not None:
+            state = "ok" if p["rdb_last_save_ok"] else "FAILED"
+            rdb += f", last save {state} {p['seconds_since_save']} s ago"
+        aof = f"AOF on (appendfsync {p['appendfsync'] or '?'})" if p["aof_enabled"] else "AOF off"
+        print(f"  persistence: {rdb}; {aof}")
+        for warning in r["warnings"]:
+            print(f"  warning: {warning}")
+    return 0
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    from .health import server_reports
+    from .metrics import stats as client_stats
+    from .migration import STANDARD_NAMESPACES
+    from .storage import BlockingRedisKVStorage
+
+    if args.sample < 0:
+        raise _UsageError("--sample must be >= 0 (0: measure every record)")
+    if args.namespace_names and not args.namespaces:
+        raise _UsageError("--namespace needs --namespaces")
+    probe = BlockingRedisKVStorage("stats", **_settings(args))
+    servers = [{"server": r["server"], "memory": r["memory"], **r["load"]} for r in server_reports(probe, pings=1)]
+    namespaces = []
+    if args.namespaces:
+        for namespace in dict.fromkeys(args.namespace_names or STANDARD_NAMESPACES):
+            store = BlockingRedisKVStorage(namespace, **_settings(args))
+            with _progress(0, namespace, args.quiet or args.json) as bar:
+
+                def progress(stage: str, count: int, bar: Any = bar) -> None:
+                    bar.set_postfix_str(stage, refresh=False)
+                    bar.n = count
+                    bar.refresh()
+
+                namespaces.append(store.namespace_stats(sample=args.sample or None, progress=progress))
+    client = client_stats()
+    if args.json:
+        print(json.dumps({"servers": servers, "namespaces": namespaces, "client": client}, indent=2))
+        return 0
+    for s in servers:
+        print(
+            f"{s['server']}: {_size(s['memory']['used_bytes'])} used, {s['keys']} keys, "
+            f"{s['connected_clients']} clients, {s['ops_per_sec']} ops/s, "
+            f"keyspace hits {s['keyspace_hits']} / misses {s['keyspace_misses']}"
+        )
+    for n in namespaces:
+        how = "exact" if n["exact"] else f"estimated from {n['sampled']} records"
+        print(
+            f"{n['namespace']}: {n['records']} records, {_size(n['value_bytes'])} of JSON, "
+            f"{_size(n['memory_bytes'])} of server memory ({how})"
+        )
+    print("client metrics of this process:")
+    for op in client["operations"]:
+        latency = op["latency"]
+        errors = sum(op["errors"].values())
+        p50, p99 = latency["p50_seconds"] or 0.0, latency["p99_seconds"] or 0.0
+        print(
+            f"  {op['namespace']} {op['operation']}: {op['calls']} calls, {errors} errors, "
+            f"p50 {p50 * 1000:.2f} ms, p99 {p99 * 1000:.2f} ms"
+        )
+    for server in client["servers"]:
+        print(
+            f"  {server['server']}: {server['connections']} connection(s), breaker {server['breaker']}, "
+            f"{server['reconnects']} reconnects"
+        )
+    return 0
+
+
+COMMANDS = {
+    "demo": _cmd_demo,
+    "migrate": _cmd_migrate,
+    "export": _cmd_export,
+    "cache": _cmd_cache,
+    "ping": _cmd_ping,
+    "stats": _cmd_stats,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

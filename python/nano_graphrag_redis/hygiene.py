@@ -30,6 +30,9 @@ class Usage:
     records: int
     #: The stored JSON, in bytes (keys and Redis' own overhead not included).
     bytes: int
+    #: What the server spends on the records (``MEMORY USAGE``: keys and overhead
+    #: included); None where the server forbids ``MEMORY``.
+    memory_bytes: int | None = None
 
 
 def _pages(ids: list[str]) -> Iterable[list[str]]:
@@ -38,14 +41,19 @@ def _pages(ids: list[str]) -> Iterable[list[str]]:
 
 
 def usage(storage: BlockingRedisKVStorage, progress: Progress | None = None) -> Usage:
-    """How many records the namespace holds and how many bytes of JSON."""
-    ids = storage.all_keys()
-    total = 0
-    for page in _pages(ids):
-        total += sum(storage._store.sizes(page))
-        if progress:
-            progress(len(page))
-    return Usage(storage.namespace, storage.settings()["workspace"], len(ids), total)
+    """How many records the namespace holds, how many bytes of JSON and of server
+    memory: :meth:`~nano_graphrag_redis.BlockingRedisKVStorage.namespace_stats` of every
+    record (exact). ``progress(n)`` hears each page of ``n`` records measured."""
+    measured = 0
+
+    def on_progress(stage: str, count: int) -> None:
+        nonlocal measured
+        if stage == "measured" and progress:
+            progress(count - measured)
+            measured = count
+
+    found = storage.namespace_stats(sample=None, progress=on_progress)
+    return Usage(storage.namespace, found["workspace"], found["records"], found["value_bytes"], found["memory_bytes"])
 
 
 def purge(storage: BlockingRedisKVStorage, dry_run: bool = False) -> int:

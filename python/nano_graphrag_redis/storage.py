@@ -11,6 +11,7 @@ loop (scripts, threads); it waits with the GIL released.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -19,10 +20,16 @@ from nano_graphrag.base import BaseKVStorage
 
 from ._core import Store
 from .fork_compat import BlockingForkCompat, ForkCompat
+from .tracing import one, sized, traced
 
 __all__ = ["RedisKVStorage", "BlockingRedisKVStorage"]
 
 Record = Any
+#: ``progress(stage, count)``: ``("scanned", keys found so far)``, then
+#: ``("measured", records measured so far)``.
+Progress = Callable[[str, int], object]
+#: Records whose size :meth:`RedisKVStorage.namespace_stats` measures by default.
+DEFAULT_SAMPLE = 1000
 
 
 class _Facade:
@@ -47,6 +54,26 @@ class _Facade:
     def settings(self) -> dict[str, Any]:
         """The resolved settings, safe to log (no password)."""
         return self._store.describe()
+
+    def stats(self) -> dict[str, dict[str, Any]]:
+        """This namespace's metrics in this process, per operation called so far (see
+        :func:`nano_graphrag_redis.metrics.stats` for the fields). O(1): counters
+        kept in memory, no I/O. Empty with ``redis_metrics=False``."""
+        return self._store.stats()
+
+    def _namespace_report(self, raw: dict[str, int | None]) -> dict[str, Any]:
+        records, sampled = raw["records"] or 0, raw["sampled"] or 0
+        scale = records / sampled if sampled else 0.0
+        memory = raw["memory_bytes"]
+        return {
+            "namespace": self.namespace,
+            "workspace": self.settings()["workspace"],
+            "records": records,
+            "sampled": sampled,
+            "exact": sampled == records,
+            "value_bytes": round((raw["value_bytes"] or 0) * scale),
+            "memory_bytes": None if memory is None else round(memory * scale),
+        }
 
     def __repr__(self) -> str:
         d = self._store.describe()
@@ -89,14 +116,17 @@ class RedisKVStorage(_Facade, ForkCompat, BaseKVStorage):
     ) -> None:
         self._open(namespace, global_config, settings, blocking=False)
 
+    @traced("all_keys")
     async def all_keys(self) -> list[str]:
         """Every id of this namespace, in no particular order."""
         return await self._store.ids()
 
+    @traced("get_by_id", one)
     async def get_by_id(self, id: str) -> Record | None:
         """The record stored under ``id``, or None."""
         return await self._store.get(id)
 
+    @traced("get_by_ids", sized)
     async def get_by_ids(self, ids: list[str], fields: set[str] | None = None) -> list[Record | None]:
         """Records aligned with ``ids`` (None where missing), in one round trip.
 
@@ -105,10 +135,12 @@ class RedisKVStorage(_Facade, ForkCompat, BaseKVStorage):
         """
         return await self._store.get_many(ids, fields)
 
+    @traced("filter_keys", sized)
     async def filter_keys(self, data: list[str]) -> set[str]:
         """The ids of ``data`` that are NOT stored."""
         return await self._store.missing(data)
 
+    @traced("upsert", sized)
     async def upsert(self, data: dict[str, Record]) -> None:
         """Stores every record whole, replacing what was there; all or nothing.
 
@@ -117,17 +149,35 @@ class RedisKVStorage(_Facade, ForkCompat, BaseKVStorage):
         """
         await self._store.put(data)
 
+    @traced("drop")
     async def drop(self) -> None:
         """Removes every record of this namespace (and nothing else)."""
         await self._store.clear()
 
+    @traced("delete_by_id", one)
     async def delete_by_id(self, id: str) -> bool:
         """Removes one record; True if it existed."""
         return await self._store.delete(id)
 
+    @traced("ping")
     async def ping(self) -> None:
         """One round trip to Redis; raises if it cannot be reached."""
         await self._store.ping()
+
+    async def namespace_stats(
+        self, sample: int | None = DEFAULT_SAMPLE, progress: Progress | None = None
+    ) -> dict[str, Any]:
+        """How big this namespace is: HEAVY, it scans the namespace (``SCAN``), then
+        measures ``sample`` records picked at random (``STRLEN`` and ``MEMORY USAGE``;
+        every record with ``sample=None``). For scripts and the CLI, never a hot path;
+        the cheap, O(1) numbers are :meth:`stats`.
+
+        Returns ``{"namespace", "workspace", "records", "sampled", "exact",
+        "value_bytes", "memory_bytes"}``: the sizes are estimates for the whole
+        namespace (exact when ``exact``); ``memory_bytes`` is None where the server
+        forbids ``MEMORY``. ``progress(stage, count)`` hears how far it got.
+        """
+        return self._namespace_report(await self._store.namespace_stats(sample, progress))
 
     async def index_done_callback(self) -> None:
         """Every write is already in Redis. With ``redis_atomic_rebuild`` it makes a
@@ -177,37 +227,50 @@ class BlockingRedisKVStorage(_Facade, BlockingForkCompat):
     ) -> None:
         self._open(namespace, global_config, settings, blocking=True)
 
+    @traced("all_keys")
     def all_keys(self) -> list[str]:
         """Every id of this namespace, in no particular order."""
         return self._store.ids()
 
+    @traced("get_by_id", one)
     def get_by_id(self, id: str) -> Record | None:
         """The record stored under ``id``, or None."""
         return self._store.get(id)
 
+    @traced("get_by_ids", sized)
     def get_by_ids(self, ids: list[str], fields: set[str] | None = None) -> list[Record | None]:
         """Records aligned with ``ids``; see :meth:`RedisKVStorage.get_by_ids`."""
         return self._store.get_many(ids, fields)
 
+    @traced("filter_keys", sized)
     def filter_keys(self, data: list[str]) -> set[str]:
         """The ids of ``data`` that are NOT stored."""
         return self._store.missing(data)
 
+    @traced("upsert", sized)
     def upsert(self, data: dict[str, Record]) -> None:
         """Stores every record whole; all or nothing (see :meth:`RedisKVStorage.upsert`)."""
         self._store.put(data)
 
+    @traced("drop")
     def drop(self) -> None:
         """Removes every record of this namespace (and nothing else)."""
         self._store.clear()
 
+    @traced("delete_by_id", one)
     def delete_by_id(self, id: str) -> bool:
         """Removes one record; True if it existed."""
         return self._store.delete(id)
 
+    @traced("ping")
     def ping(self) -> None:
         """One round trip to Redis; raises if it cannot be reached."""
         self._store.ping()
+
+    def namespace_stats(self, sample: int | None = DEFAULT_SAMPLE, progress: Progress | None = None) -> dict[str, Any]:
+        """How big this namespace is; HEAVY (it scans): see
+        :meth:`RedisKVStorage.namespace_stats`."""
+        return self._namespace_report(self._store.namespace_stats(sample, progress))
 
     def index_start_callback(self) -> None:
         """Nothing to do."""

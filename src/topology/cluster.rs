@@ -21,11 +21,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use futures_util::future::{join_all, BoxFuture};
+use futures_util::future::{join_all, try_join_all, BoxFuture};
 use redis::{Cmd, Pipeline, Value as RedisValue};
 
-use super::single::{scan_node, set, PAGE};
-use super::{Key, OnPage, Topology, Value};
+use super::single::{on_server, scan_node, set, PAGE};
+use super::{Key, Measure, OnPage, ServerReply, Topology, Value};
 use crate::client::{with_retries, Failure, Request};
 use crate::config::ConnectionSettings;
 use crate::errors::{self, Error, Result};
@@ -542,8 +542,11 @@ impl Topology for Cluster {
         })
     }
 
-    fn sizes<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<u64>>> {
-        Box::pin(self.batch(keys, None, |key| redis::cmd("STRLEN").arg(key).to_owned()))
+    fn measure<'a>(&'a self, keys: &'a [Key], what: Measure) -> BoxFuture<'a, Result<Vec<u64>>> {
+        Box::pin(async move {
+            let sizes: Vec<Option<u64>> = self.batch(keys, None, |key| what.cmd(key)).await?;
+            Ok(sizes.into_iter().map(Option::unwrap_or_default).collect())
+        })
     }
 
     fn put_many<'a>(
@@ -627,7 +630,7 @@ impl Topology for Cluster {
         })
     }
 
-    fn ping(&self) -> BoxFuture<'_, Result<()>> {
+    fn each_server<'a>(&'a self, cmd: &'a Cmd) -> BoxFuture<'a, Result<Vec<ServerReply>>> {
         Box::pin(async move {
             let map = with_retries(
                 &self.settings,
@@ -635,11 +638,12 @@ impl Topology for Cluster {
                 |retrying| self.slot_map(retrying),
             )
             .await?;
-            for address in &map.masters {
-                let cmd = redis::cmd("PING");
-                self.node(address)?.query::<()>(Request::cmd(&cmd)).await?;
-            }
-            Ok(())
+            let nodes = map
+                .masters
+                .iter()
+                .map(|address| self.node(address))
+                .collect::<Result<Vec<_>>>()?;
+            try_join_all(nodes.iter().map(|node| on_server(node, cmd))).await
         })
     }
 }

@@ -12,14 +12,17 @@ mod single;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use redis::Cmd;
 
 use crate::config::{ConnectionSettings, Mode};
 use crate::errors::Result;
 use crate::runtime;
 
 pub use cluster::slot;
+pub use single::PAGE;
 
 /// Keys and values as Redis sees them: bytes.
 pub type Key = Vec<u8>;
@@ -38,8 +41,8 @@ pub trait Topology: Send + Sync {
     /// Whether each key exists, aligned with `keys`.
     fn exists_many<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<bool>>>;
 
-    /// The stored size of each key in bytes (`STRLEN`: 0 for a missing key), aligned.
-    fn sizes<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<u64>>>;
+    /// `what` of each key in bytes (0 for a missing key), aligned with `keys`.
+    fn measure<'a>(&'a self, keys: &'a [Key], what: Measure) -> BoxFuture<'a, Result<Vec<u64>>>;
 
     /// Writes every record (`SET`, with `EX ttl` when given). `largest` names the
     /// largest value (its id and length) for the size check before sending.
@@ -60,8 +63,45 @@ pub trait Topology: Send + Sync {
     /// keys.
     fn scan<'a>(&'a self, pattern: &'a [u8], page: OnPage<'a>) -> BoxFuture<'a, Result<()>>;
 
-    /// One round trip to every node that serves keys.
-    fn ping(&self) -> BoxFuture<'_, Result<()>>;
+    /// Runs `cmd` once on every server that serves keys (one server; each cluster
+    /// master; the master behind Sentinel), all at once.
+    fn each_server<'a>(&'a self, cmd: &'a Cmd) -> BoxFuture<'a, Result<Vec<ServerReply>>>;
+}
+
+/// What a key's size means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Measure {
+    /// The stored value (`STRLEN`): the record's JSON.
+    Length,
+    /// What the server spends on the key (`MEMORY USAGE`): key, value and overhead.
+    Memory,
+}
+
+impl Measure {
+    /// The command that measures `key`; its reply is an integer, or nil for a missing
+    /// key (`MEMORY USAGE`).
+    pub fn cmd(self, key: &[u8]) -> Cmd {
+        match self {
+            Measure::Length => redis::cmd("STRLEN").arg(key).to_owned(),
+            // SAMPLES 0: a string's size is exact without sampling, and this never
+            // walks a big value.
+            Measure::Memory => redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key)
+                .arg("SAMPLES")
+                .arg(0)
+                .to_owned(),
+        }
+    }
+}
+
+/// One server's reply to [`Topology::each_server`].
+pub struct ServerReply {
+    /// The server, for people (never credentials).
+    pub server: String,
+    pub reply: redis::Value,
+    /// From sending the command to its reply (waiting for a connection included).
+    pub elapsed: Duration,
 }
 
 type Registry = HashMap<ConnectionSettings, Weak<dyn Topology>>;

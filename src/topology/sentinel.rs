@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
-use redis::AsyncConnectionConfig;
+use redis::{AsyncConnectionConfig, Cmd};
 
 use super::single::Single;
-use super::{Key, OnPage, Topology, Value};
+use super::{Key, Measure, OnPage, ServerReply, Topology, Value};
 use crate::config::{ConnectionSettings, SentinelSettings};
 use crate::errors::{self, Error, Result};
 use crate::link::{DialFailure, Target};
@@ -225,6 +225,11 @@ impl Target for SentinelTarget {
     fn describe(&self) -> String {
         self.0.describe()
     }
+
+    /// The master moves between servers; its name does not.
+    fn metrics_name(&self) -> String {
+        format!("sentinel/{}", self.0.sentinel.url.master_name)
+    }
 }
 
 impl Topology for Sentinel {
@@ -236,8 +241,8 @@ impl Topology for Sentinel {
         self.single.exists_many(keys)
     }
 
-    fn sizes<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<u64>>> {
-        self.single.sizes(keys)
+    fn measure<'a>(&'a self, keys: &'a [Key], what: Measure) -> BoxFuture<'a, Result<Vec<u64>>> {
+        self.single.measure(keys, what)
     }
 
     fn expire_many<'a>(&'a self, keys: &'a [Key], seconds: u64) -> BoxFuture<'a, Result<()>> {
@@ -261,7 +266,7 @@ impl Topology for Sentinel {
         self.single.scan(pattern, page)
     }
 
-    fn ping(&self) -> BoxFuture<'_, Result<()>> {
-        self.single.ping()
+    fn each_server<'a>(&'a self, cmd: &'a Cmd) -> BoxFuture<'a, Result<Vec<ServerReply>>> {
+        self.single.each_server(cmd)
     }
 }

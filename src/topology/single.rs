@@ -5,10 +5,12 @@
 //! timeout, and a page that fails is retried alone. A write batch is one request, all
 //! or nothing: `MSET`, or `MULTI`/`EXEC` of `SET ... EX` when there is a TTL.
 
+use std::time::Instant;
+
 use futures_util::future::{try_join_all, BoxFuture};
 use redis::{Cmd, Pipeline};
 
-use super::{Key, OnPage, Topology, Value};
+use super::{Key, Measure, OnPage, ServerReply, Topology, Value};
 use crate::client::Request;
 use crate::config::ConnectionSettings;
 use crate::errors::Result;
@@ -100,11 +102,11 @@ fn mget(keys: &[Key]) -> Cmd {
     cmd
 }
 
-/// A pipeline of `command key` for each key.
-fn per_key(command: &str, keys: &[Key]) -> Pipeline {
+/// A pipeline of `command(key)` for each key.
+fn per_key(keys: &[Key], command: impl Fn(&[u8]) -> Cmd) -> Pipeline {
     let mut pipe = Pipeline::with_capacity(keys.len());
     for key in keys {
-        pipe.cmd(command).arg(key);
+        pipe.add_command(command(key));
     }
     pipe
 }
@@ -115,11 +117,17 @@ impl Topology for Single {
     }
 
     fn exists_many<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<bool>>> {
-        Box::pin(paged(&self.node, keys, |page| per_key("EXISTS", page)))
+        Box::pin(paged(&self.node, keys, |page| {
+            per_key(page, |key| redis::cmd("EXISTS").arg(key).to_owned())
+        }))
     }
 
-    fn sizes<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<u64>>> {
-        Box::pin(paged(&self.node, keys, |page| per_key("STRLEN", page)))
+    fn measure<'a>(&'a self, keys: &'a [Key], what: Measure) -> BoxFuture<'a, Result<Vec<u64>>> {
+        Box::pin(async move {
+            let sizes: Vec<Option<u64>> =
+                paged(&self.node, keys, |page| per_key(page, |key| what.cmd(key))).await?;
+            Ok(sizes.into_iter().map(Option::unwrap_or_default).collect())
+        })
     }
 
     fn expire_many<'a>(&'a self, keys: &'a [Key], seconds: u64) -> BoxFuture<'a, Result<()>> {
@@ -185,13 +193,20 @@ impl Topology for Single {
         Box::pin(scan_node(&self.node, pattern, page))
     }
 
-    fn ping(&self) -> BoxFuture<'_, Result<()>> {
-        Box::pin(async move {
-            self.node
-                .query::<()>(Request::cmd(&redis::cmd("PING")))
-                .await
-        })
+    fn each_server<'a>(&'a self, cmd: &'a Cmd) -> BoxFuture<'a, Result<Vec<ServerReply>>> {
+        Box::pin(async move { Ok(vec![on_server(&self.node, cmd).await?]) })
     }
+}
+
+/// `cmd` on `node`, timed.
+pub async fn on_server(node: &Node, cmd: &Cmd) -> Result<ServerReply> {
+    let started = Instant::now();
+    let reply = node.query(Request::cmd(cmd)).await?;
+    Ok(ServerReply {
+        server: node.describe(),
+        reply,
+        elapsed: started.elapsed(),
+    })
 }
 
 /// `SCAN MATCH pattern` over one node, page by page.
