@@ -113,6 +113,29 @@ def test_reads_what_redis_py_json_dumps_wrote(kv: BlockingRedisKVStorage, raw: r
     ]
 
 
+@pytest.mark.parametrize(
+    "stored",
+    [
+        b'{"content":"ok \xff there"}',  # a value
+        b'{"c\xc3":"a key cut mid-character"}',  # a key
+        b'{"content":"fine","skipped":"\xed\xa0\x80 raw surrogate"}',  # dropped by fields=
+        b'{"content":"escaped \\n then \xe2\x82"}',  # a string with escapes
+        b'["\\ud800 then raw \xed\xb0\x80"]',  # surrogatepass would take it; UTF-8 does not
+    ],
+)
+def test_invalid_utf8_anywhere_is_a_serialization_error(
+    kv: BlockingRedisKVStorage, raw: redis.Redis, stored: bytes
+) -> None:
+    # Each string is checked once, by whoever reads it; json.loads(stored.decode()) refuses all.
+    with pytest.raises(UnicodeDecodeError):
+        stored.decode("utf-8")
+    raw.set(kv.redis_key("bad"), stored)
+    with pytest.raises(SerializationError, match=r'"bad" is not valid JSON: not UTF-8'):
+        kv.get_by_id("bad")
+    with pytest.raises(SerializationError, match="not UTF-8"):
+        kv.get_by_ids(["bad"], fields={"content"})
+
+
 def test_redis_py_reads_what_we_wrote(kv: BlockingRedisKVStorage, raw: redis.Redis) -> None:
     value = {"content": "Grüße 😀", "tokens": 2**65, "nested": {"x": [0.1, None, True]}}
     kv.upsert({"mine": value})

@@ -9,11 +9,11 @@
 use std::borrow::Cow;
 use std::collections::HashSet;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyUnicodeDecodeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyFloat, PyList, PyString};
 
-use super::MAX_DEPTH;
+use super::{scan, MAX_DEPTH};
 
 /// Why stored bytes could not be decoded; the caller adds which key it was.
 #[derive(Debug)]
@@ -60,23 +60,18 @@ pub fn decode_projected<'py>(
     Ok((!was_empty).then(|| dict.into_any()))
 }
 
+/// Parses bytes, not `str`: the text is checked to be UTF-8 once, string by string, by
+/// whoever reads it (Python's str constructor for values; see [`Text`]). Everything
+/// outside strings must be ASCII JSON syntax, which the parser checks byte by byte.
 struct Parser<'py, 'a> {
     py: Python<'py>,
-    text: &'a str,
     bytes: &'a [u8],
     pos: usize,
 }
 
 impl<'py, 'a> Parser<'py, 'a> {
     fn new(py: Python<'py>, bytes: &'a [u8]) -> Result<Self> {
-        let text = std::str::from_utf8(bytes)
-            .map_err(|e| DecodeError::Invalid(format!("not UTF-8: {e}")))?;
-        Ok(Parser {
-            py,
-            text,
-            bytes,
-            pos: 0,
-        })
+        Ok(Parser { py, bytes, pos: 0 })
     }
 
     fn peek(&self) -> Option<u8> {
@@ -115,7 +110,10 @@ impl<'py, 'a> Parser<'py, 'a> {
         self.skip_ws();
         let py = self.py;
         match self.peek() {
-            Some(b'"') => Ok(self.string()?.into_py(py)?.into_any()),
+            Some(b'"') => {
+                let at = self.pos;
+                Ok(self.string()?.into_py(py, at)?.into_any())
+            }
             Some(b'{') => Ok(self.object(depth, None)?.0.into_any()),
             Some(b'[') => self.array(depth),
             Some(b'-' | b'0'..=b'9') => self.number(),
@@ -146,13 +144,14 @@ impl<'py, 'a> Parser<'py, 'a> {
         let depth = self.enter(depth)?;
         let dict = PyDict::new(self.py);
         let empty = self.items(b'}', |p| {
+            let at = p.pos;
             let key = p.member_key()?;
             // A key with lone surrogates never equals a field (fields are UTF-8).
             if keep.is_some_and(|fields| !key.as_str().is_some_and(|k| fields.contains(k))) {
                 return p.skip_value(depth);
             }
             let value = p.value(depth)?;
-            dict.set_item(key.into_py(p.py)?, value)
+            dict.set_item(key.into_py(p.py, at)?, value)
                 .map_err(DecodeError::Python)
         })?;
         Ok((dict, empty))
@@ -197,13 +196,15 @@ impl<'py, 'a> Parser<'py, 'a> {
         }
     }
 
-    /// Parses `"key":` inside an object.
+    /// Parses `"key":` inside an object; the key is checked to be UTF-8 (keys are short,
+    /// and a projection compares them with the fields).
     fn member_key(&mut self) -> Result<Text<'a>> {
         self.skip_ws();
         if self.peek() != Some(b'"') {
             return Err(self.invalid("expecting property name in double quotes"));
         }
-        let key = self.string()?;
+        let at = self.pos;
+        let key = self.string()?.checked().map_err(|_| self.not_utf8(at))?;
         self.skip_ws();
         if self.peek() != Some(b':') {
             return Err(self.invalid("expecting ':' delimiter"));
@@ -255,7 +256,8 @@ impl<'py, 'a> Parser<'py, 'a> {
             self.digits();
             integer = false;
         }
-        Ok(Some((&self.text[start..self.pos], integer)))
+        let text = std::str::from_utf8(&self.bytes[start..self.pos]).expect("ASCII digits");
+        Ok(Some((text, integer)))
     }
 
     fn digits(&mut self) {
@@ -286,34 +288,35 @@ impl<'py, 'a> Parser<'py, 'a> {
         let start = self.pos;
         let mut owned: Option<Buf> = None;
         loop {
-            // Jump to the next quote or backslash (SIMD via memchr): records are mostly
-            // long runs of plain text.
-            let rest = &self.bytes[self.pos..];
-            let Some(offset) = memchr::memchr2(b'"', b'\\', rest) else {
-                self.pos = self.bytes.len();
-                return Err(self.invalid("unterminated string"));
-            };
-            if let Some(bad) = rest[..offset].iter().position(|&b| b < 0x20) {
-                self.pos += bad;
-                return Err(self.invalid("invalid control character"));
+            let plain = scan::plain_prefix(&self.bytes[self.pos..]);
+            let run = &self.bytes[self.pos..self.pos + plain];
+            self.pos += plain;
+            match self.peek() {
+                None => return Err(self.invalid("unterminated string")),
+                Some(b'"') => {
+                    self.pos += 1;
+                    return match owned {
+                        None => Ok(Text::Raw(&self.bytes[start..self.pos - 1])),
+                        Some(mut s) => {
+                            s.push_run(run).map_err(|_| self.not_utf8(start - 1))?;
+                            Ok(s.into_text())
+                        }
+                    };
+                }
+                Some(b'\\') => {
+                    let s = owned.get_or_insert_with(|| Buf::Utf8(String::new()));
+                    s.push_run(run).map_err(|_| self.not_utf8(start - 1))?;
+                    self.pos += 1; // backslash
+                    self.escape(s)?;
+                }
+                Some(_) => return Err(self.invalid("invalid control character")),
             }
-            let run = &self.text[self.pos..self.pos + offset];
-            self.pos += offset;
-            if self.bytes[self.pos] == b'"' {
-                self.pos += 1;
-                return Ok(match owned {
-                    None => Text::Utf8(Cow::Borrowed(&self.text[start..self.pos - 1])),
-                    Some(mut s) => {
-                        s.push_str(run);
-                        s.into_text()
-                    }
-                });
-            }
-            let s = owned.get_or_insert_with(|| Buf::Utf8(String::new()));
-            s.push_str(run);
-            self.pos += 1; // backslash
-            self.escape(s)?;
         }
+    }
+
+    #[cold]
+    fn not_utf8(&self, at: usize) -> DecodeError {
+        DecodeError::Invalid(format!("not UTF-8: the string at byte {at}"))
     }
 
     fn escape(&mut self, out: &mut Buf) -> Result<()> {
@@ -361,11 +364,12 @@ impl<'py, 'a> Parser<'py, 'a> {
 
     fn hex4(&mut self) -> Result<u32> {
         let hex = self
-            .text
+            .bytes
             .get(self.pos..self.pos + 4)
-            .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
             .ok_or_else(|| self.invalid("invalid \\uXXXX escape"))?;
         self.pos += 4;
+        let hex = std::str::from_utf8(hex).expect("ASCII hex digits");
         Ok(u32::from_str_radix(hex, 16).expect("checked hex digits"))
     }
 
@@ -385,7 +389,12 @@ impl<'py, 'a> Parser<'py, 'a> {
     fn skip_value(&mut self, depth: usize) -> Result<()> {
         self.skip_ws();
         match self.peek() {
-            Some(b'"') => self.string().map(drop),
+            Some(b'"') => {
+                // Not built, but json.loads would refuse the document all the same.
+                let at = self.pos;
+                let text = self.string()?;
+                text.checked().map(drop).map_err(|_| self.not_utf8(at))
+            }
             Some(b'{') => {
                 let depth = self.enter(depth)?;
                 self.items(b'}', |p| {
@@ -425,26 +434,44 @@ fn big_int<'py>(py: Python<'py>, digits: &str) -> Result<Bound<'py, PyAny>> {
         })
 }
 
-/// A decoded JSON string: UTF-8 (borrowed from the input when it has no escapes), or, in
-/// the rare document with `\ud800`-style escapes of lone surrogates, a string a Python
-/// str can hold but a Rust `str` cannot.
+/// A decoded JSON string: the input's own bytes when it has no escapes (not yet checked
+/// to be UTF-8: making the Python str checks them, in the same pass that builds it),
+/// UTF-8 built from a string with escapes, or, in the rare document with `\ud800`-style
+/// escapes of lone surrogates, a string a Python str can hold but a Rust `str` cannot.
 enum Text<'a> {
+    Raw(&'a [u8]),
     Utf8(Cow<'a, str>),
     /// In Python's `surrogatepass` UTF-8: each lone surrogate as three bytes.
     Surrogates(Vec<u8>),
 }
 
-impl Text<'_> {
-    /// The text as a Rust `str`; `None` when it holds lone surrogates.
+impl<'a> Text<'a> {
+    /// The same text with raw bytes checked to be UTF-8.
+    fn checked(self) -> std::result::Result<Text<'a>, std::str::Utf8Error> {
+        Ok(match self {
+            Text::Raw(bytes) => Text::Utf8(Cow::Borrowed(std::str::from_utf8(bytes)?)),
+            other => other,
+        })
+    }
+
+    /// The text as a Rust `str`; `None` when it holds lone surrogates or is unchecked.
     fn as_str(&self) -> Option<&str> {
         match self {
             Text::Utf8(s) => Some(s),
-            Text::Surrogates(_) => None,
+            Text::Raw(_) | Text::Surrogates(_) => None,
         }
     }
 
-    fn into_py<'py>(self, py: Python<'py>) -> Result<Bound<'py, PyString>> {
+    /// The Python str; `at` (the string's offset) names it if it is not UTF-8.
+    fn into_py<'py>(self, py: Python<'py>, at: usize) -> Result<Bound<'py, PyString>> {
         match self {
+            Text::Raw(bytes) => PyString::from_bytes(py, bytes).map_err(|e| {
+                if e.is_instance_of::<PyUnicodeDecodeError>(py) {
+                    DecodeError::Invalid(format!("not UTF-8: the string at byte {at}"))
+                } else {
+                    DecodeError::Python(e)
+                }
+            }),
             Text::Utf8(s) => Ok(PyString::new(py, &s)),
             Text::Surrogates(bytes) => surrogates_to_py(py, &bytes),
         }
@@ -468,11 +495,15 @@ enum Buf {
 }
 
 impl Buf {
-    fn push_str(&mut self, s: &str) {
+    /// Appends a run of the input between escapes, checked to be UTF-8 (a raw encoded
+    /// surrogate is not, even where `surrogatepass` would take it).
+    fn push_run(&mut self, run: &[u8]) -> std::result::Result<(), std::str::Utf8Error> {
+        let run = std::str::from_utf8(run)?;
         match self {
-            Buf::Utf8(text) => text.push_str(s),
-            Buf::Surrogates(bytes) => bytes.extend_from_slice(s.as_bytes()),
+            Buf::Utf8(text) => text.push_str(run),
+            Buf::Surrogates(bytes) => bytes.extend_from_slice(run.as_bytes()),
         }
+        Ok(())
     }
 
     fn push(&mut self, ch: char) {

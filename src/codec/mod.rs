@@ -2,6 +2,7 @@
 
 mod decode;
 mod encode;
+mod scan;
 
 pub use decode::Fields;
 pub use encode::{write_float, write_string};
