@@ -31,10 +31,45 @@ use crate::runtime;
 /// Builds a call's Python result, on the loop thread, with the GIL.
 pub type Completion = Box<dyn FnOnce(Python<'_>) -> PyResult<Py<PyAny>> + Send>;
 
+/// Builds a part of a call's result, with the GIL, while the rest is still in flight.
+pub type Step = Box<dyn FnOnce(Python<'_>) + Send>;
+
+/// Where a running call hands the parts of its result: to the thread that builds the
+/// Python result (the event loop's, or the blocking caller's), which runs each step in
+/// the order given, and all of them before the call's own result is built.
+pub struct Steps(Sink);
+
+enum Sink {
+    Loop(Arc<Bridge>),
+    Caller(tokio::sync::mpsc::UnboundedSender<Step>),
+}
+
+impl Steps {
+    pub fn run(&self, step: Step) {
+        match &self.0 {
+            Sink::Loop(bridge) => bridge.push(Item::Step(step)),
+            // The caller stopped waiting (Ctrl-C): nobody needs the part any more.
+            Sink::Caller(caller) => drop(caller.send(step)),
+        }
+    }
+}
+
 /// Spawns `work` on tokio and returns an asyncio future of the running loop that
 /// resolves to `convert(result)`.
 pub fn spawn<W, T, C>(py: Python<'_>, work: W, convert: C) -> PyResult<Py<PyAny>>
 where
+    W: Future<Output = crate::errors::Result<T>> + Send + 'static,
+    T: Send + 'static,
+    C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    spawn_stepped(py, |_| work, convert)
+}
+
+/// [`spawn`] for work that hands parts of its result to the loop thread as they come
+/// ([`Steps`]): they are built there while later parts are still in flight.
+pub fn spawn_stepped<M, W, T, C>(py: Python<'_>, make: M, convert: C) -> PyResult<Py<PyAny>>
+where
+    M: FnOnce(Steps) -> W,
     W: Future<Output = crate::errors::Result<T>> + Send + 'static,
     T: Send + 'static,
     C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
@@ -45,6 +80,7 @@ where
         .call_method0(intern!(py, "create_future"))?
         .unbind();
     let handle = future.clone_ref(py);
+    let work = make(Steps(Sink::Loop(bridge.clone())));
     runtime::runtime().spawn(async move {
         let completion: Completion = match CatchUnwind(work).await {
             Ok(Ok(value)) => Box::new(move |py| convert(py, value)),
@@ -55,7 +91,7 @@ where
                 ))
             }),
         };
-        bridge.push(handle, completion);
+        bridge.push(Item::Done(handle, completion));
     });
     Ok(future)
 }
@@ -88,6 +124,39 @@ where
     }
 }
 
+/// [`block_on`] for work that hands parts of its result to the caller ([`Steps`]): the
+/// caller builds each one, with the GIL, while later parts are still in flight.
+pub fn block_on_stepped<M, W, T>(py: Python<'_>, make: M) -> PyResult<T>
+where
+    M: FnOnce(Steps) -> W,
+    W: Future<Output = crate::errors::Result<T>> + Send,
+    T: Send,
+{
+    use futures_util::future::{select, Either};
+
+    let (parts, mut next_part) = tokio::sync::mpsc::unbounded_channel();
+    let mut work = std::pin::pin!(make(Steps(Sink::Caller(parts))));
+    loop {
+        let next = block_on(py, async {
+            match select(std::pin::pin!(next_part.recv()), work.as_mut()).await {
+                Either::Left((step, _)) => Ok(Either::Left(step)),
+                Either::Right((result, _)) => result.map(Either::Right),
+            }
+        })?;
+        match next {
+            Either::Left(Some(step)) => step(py),
+            // The work let go of its steps: only its result is left.
+            Either::Left(None) => return block_on(py, work.as_mut()),
+            Either::Right(result) => {
+                while let Ok(step) = next_part.try_recv() {
+                    step(py);
+                }
+                return Ok(result);
+            }
+        }
+    }
+}
+
 fn running_loop<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
     static GET_RUNNING_LOOP: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
     GET_RUNNING_LOOP
@@ -96,8 +165,16 @@ fn running_loop<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
 }
 
 struct Bridge {
-    queue: Mutex<Vec<(Py<PyAny>, Completion)>>,
+    queue: Mutex<Vec<Item>>,
     wake: Wake,
+}
+
+/// What the loop thread does with a queued item.
+enum Item {
+    /// A call finished: resolve its future with what the completion builds.
+    Done(Py<PyAny>, Completion),
+    /// A part of a call's result arrived: build it now.
+    Step(Step),
 }
 
 enum Wake {
@@ -109,16 +186,16 @@ enum Wake {
 }
 
 impl Bridge {
-    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<(Py<PyAny>, Completion)>> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Item>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Called by tokio tasks; takes the GIL only in the `Threadsafe` mode.
-    fn push(self: &Arc<Self>, future: Py<PyAny>, completion: Completion) {
+    fn push(self: &Arc<Self>, item: Item) {
         let was_empty = {
             let mut queue = self.queue();
             let was_empty = queue.is_empty();
-            queue.push((future, completion));
+            queue.push(item);
             was_empty
         };
         if was_empty {
@@ -162,14 +239,22 @@ impl Bridge {
             unsafe { libc::read(fd.as_raw_fd(), (&mut counter as *mut u64).cast(), 8) };
         }
         let finished = std::mem::take(&mut *self.queue());
-        for (future, completion) in finished {
-            // Each call in its own error scope: one failure never strands the rest.
-            let outcome = catch_unwind(AssertUnwindSafe(|| completion(py))).unwrap_or_else(|_| {
-                Err(PyRuntimeError::new_err(
-                    "internal error: building a result panicked",
-                ))
-            });
-            resolve(py, future.bind(py), outcome);
+        for item in finished {
+            // Each item in its own error scope: one failure never strands the rest.
+            match item {
+                Item::Done(future, completion) => {
+                    let outcome =
+                        catch_unwind(AssertUnwindSafe(|| completion(py))).unwrap_or_else(|_| {
+                            Err(PyRuntimeError::new_err(
+                                "internal error: building a result panicked",
+                            ))
+                        });
+                    resolve(py, future.bind(py), outcome);
+                }
+                // A step records its own errors for the call's completion; a panic
+                // leaves that record poisoned, which the completion reports.
+                Item::Step(step) => drop(catch_unwind(AssertUnwindSafe(|| step(py)))),
+            }
         }
     }
 }

@@ -5,7 +5,7 @@
 //! Redis work, and build the Python result. The same operation either returns an
 //! asyncio future (`blocking=False`) or waits with the GIL released (`blocking=True`).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyBytes, PyDict, PyFloat, PyInt, PyList, PySet, PyString};
@@ -103,6 +103,9 @@ impl Store {
             .map(field_set)
             .transpose()
             .map_err(|e| refused(py, &mut call, e))?;
+        if ids.len() > READ_PAGE {
+            return self.get_in_pages(py, call, ids, fields);
+        }
         let store = self.inner.clone();
         let work = async move {
             let values = store.get_many(&ids).await?;
@@ -261,13 +264,30 @@ impl Store {
     fn ids(&self, py: Python<'_>) -> PyResult<Py<PyAny>> {
         let call = self.start(Operation::AllKeys);
         let store = self.inner.clone();
-        let work = async move { store.ids().await };
-        self.run(py, call, work, |py, ids, _| {
-            let list = PyList::empty(py);
-            for id in &ids {
-                list.append(id_to_py(py, id)?)?;
-            }
-            Ok(list.into_any().unbind())
+        // The strs of a scan page are made while the next page is on its way.
+        let listed = Arc::new((PyList::empty(py).unbind(), Mutex::new(Ok(()))));
+        let filled = listed.clone();
+        let make = move |steps: bridge::Steps| async move {
+            let mut arrived = |ids: Vec<Vec<u8>>| {
+                let listed = filled.clone();
+                steps.run(Box::new(move |py| {
+                    let (list, outcome) = &*listed;
+                    let list = list.bind(py);
+                    let mut outcome = outcome.lock().unwrap_or_else(|e| e.into_inner());
+                    if outcome.is_ok() {
+                        *outcome = ids.iter().try_for_each(|id| list.append(id_to_py(py, id)?));
+                    }
+                }));
+            };
+            store.ids_paged(&mut arrived).await
+        };
+        self.run_stepped(py, call, make, move |py, (), _| {
+            let (list, outcome) = &*listed;
+            std::mem::replace(
+                &mut *outcome.lock().unwrap_or_else(|e| e.into_inner()),
+                Ok(()),
+            )?;
+            Ok(list.clone_ref(py).into_any())
         })
     }
 
@@ -390,9 +410,86 @@ impl Store {
     }
 }
 
+/// Ids per page of a large `get_many`: pages are all in flight at once, and each is
+/// decoded as soon as it arrives, while the server and the socket still work on the
+/// next ones (one page for the batches nano-graphrag makes most).
+const READ_PAGE: usize = 128;
+
+/// A large `get_many` as its pages arrive: the result list, filled in place, and what
+/// the pages found.
+struct Pages {
+    ids: Vec<Vec<u8>>,
+    fields: Option<Fields>,
+    list: Py<PyList>,
+    tally: Mutex<Tally>,
+}
+
+#[derive(Default)]
+struct Tally {
+    found: u64,
+    bytes: u64,
+    /// The first record that could not be decoded; later pages are not decoded.
+    error: Option<PyErr>,
+}
+
+impl Pages {
+    /// Decodes the page of `values` that starts at `offset` into the list.
+    fn fill(&self, py: Python<'_>, offset: usize, values: Vec<Option<Vec<u8>>>) {
+        let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
+        let list = self.list.bind(py);
+        for (i, value) in values.into_iter().enumerate() {
+            let Some(value) = value else { continue };
+            if tally.error.is_some() {
+                return;
+            }
+            let at = offset + i;
+            let built = decode(py, &self.ids[at], &value, self.fields.as_ref())
+                .and_then(|item| list.set_item(at, item));
+            tally.found += 1;
+            tally.bytes += value.len() as u64;
+            tally.error = built.err();
+        }
+    }
+}
+
 impl Store {
     fn start(&self, operation: Operation) -> Call {
         Call::start(self.inner.metrics(operation))
+    }
+
+    /// `get_many` of more than a page: see [`READ_PAGE`].
+    fn get_in_pages(
+        &self,
+        py: Python<'_>,
+        call: Call,
+        ids: Vec<Vec<u8>>,
+        fields: Option<Fields>,
+    ) -> PyResult<Py<PyAny>> {
+        let nones = (0..ids.len()).map(|_| py.None());
+        let pages = Arc::new(Pages {
+            list: PyList::new(py, nones)?.unbind(),
+            ids,
+            fields,
+            tally: Mutex::new(Tally::default()),
+        });
+        let store = self.inner.clone();
+        let filled = pages.clone();
+        let make = move |steps: bridge::Steps| async move {
+            let mut arrived = |offset: usize, values: Vec<Option<Vec<u8>>>| {
+                let pages = filled.clone();
+                steps.run(Box::new(move |py| pages.fill(py, offset, values)));
+            };
+            store.get_paged(&filled.ids, READ_PAGE, &mut arrived).await
+        };
+        self.run_stepped(py, call, make, move |py, (), call| {
+            let mut tally = pages.tally.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(err) = tally.error.take() {
+                return Err(err);
+            }
+            call.looked_up(tally.found, pages.ids.len() as u64 - tally.found);
+            call.read(tally.found, tally.bytes);
+            Ok(pages.list.clone_ref(py).into_any())
+        })
     }
 
     /// Runs `work` (on tokio) and builds its Python result with `convert` (on the
@@ -404,13 +501,34 @@ impl Store {
         T: Send + 'static,
         C: FnOnce(Python<'_>, T, &Call) -> PyResult<Py<PyAny>> + Send + 'static,
     {
-        let work = async move {
-            let mut call = call;
-            match metrics::scope(call.metrics(), work).await {
-                Ok(value) => Ok((value, call)),
-                Err(err) => {
-                    call.failed(errors::kind(&err));
-                    Err(err)
+        self.run_stepped(py, call, |_| work, convert)
+    }
+
+    /// [`Self::run`] for work that hands parts of its result over as they come (see
+    /// [`bridge::Steps`]); `make` builds the work around the steps.
+    fn run_stepped<M, W, T, C>(
+        &self,
+        py: Python<'_>,
+        call: Call,
+        make: M,
+        convert: C,
+    ) -> PyResult<Py<PyAny>>
+    where
+        M: FnOnce(bridge::Steps) -> W,
+        W: std::future::Future<Output = crate::errors::Result<T>> + Send + 'static,
+        T: Send + 'static,
+        C: FnOnce(Python<'_>, T, &Call) -> PyResult<Py<PyAny>> + Send + 'static,
+    {
+        let work = |steps| {
+            let work = make(steps);
+            async move {
+                let mut call = call;
+                match metrics::scope(call.metrics(), work).await {
+                    Ok(value) => Ok((value, call)),
+                    Err(err) => {
+                        call.failed(errors::kind(&err));
+                        Err(err)
+                    }
                 }
             }
         };
@@ -423,10 +541,10 @@ impl Store {
             result
         };
         if self.blocking {
-            let value = bridge::block_on(py, work)?;
+            let value = bridge::block_on_stepped(py, work)?;
             convert(py, value)
         } else {
-            bridge::spawn(py, work, convert)
+            bridge::spawn_stepped(py, work, convert)
         }
     }
 }
@@ -589,7 +707,7 @@ fn decode<'py>(
     bytes: &[u8],
     fields: Option<&Fields>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
-    codec::decode_record(py, &String::from_utf8_lossy(id), bytes, fields)
+    codec::decode_record(py, id, bytes, fields)
 }
 
 fn field_set(fields: &Bound<'_, PyAny>) -> PyResult<Fields> {
@@ -618,10 +736,11 @@ fn encode_records(data: &Bound<'_, PyAny>) -> PyResult<Vec<(Vec<u8>, Vec<u8>)>> 
             .into())
         }
     };
-    let mut records = Vec::with_capacity(dict.len());
+    let mut records: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(dict.len());
     for (id, value) in dict.iter() {
         let id = id_bytes(&id, || "a record's id".to_owned())?;
-        let bytes = codec::encode_record(&String::from_utf8_lossy(&id), &value)?;
+        let like_last = records.last().map_or(0, |(_, v)| v.len() + v.len() / 8);
+        let bytes = codec::encode_record(&id, &value, like_last)?;
         records.push((id, bytes));
     }
     Ok(records)

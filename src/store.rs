@@ -178,6 +178,34 @@ impl Store {
         self.topology()?.get_many(&keys).await
     }
 
+    /// [`Self::get_many`] in pages of `page` ids, all in flight at once: `each(offset,
+    /// values)` hears every page as it arrives (in any order), so its values can be
+    /// used while later pages are on their way. Stops at the first page that fails.
+    pub async fn get_paged(
+        &self,
+        ids: &[Vec<u8>],
+        page: usize,
+        each: &mut (dyn FnMut(usize, Vec<Option<Vec<u8>>>) + Send),
+    ) -> Result<()> {
+        use futures_util::stream::{FuturesUnordered, StreamExt};
+
+        let space = self.keys().await?;
+        let keys: Vec<Vec<u8>> = ids.iter().map(|id| space.key(id)).collect();
+        let topology = self.topology()?;
+        let mut pages: FuturesUnordered<_> = keys
+            .chunks(page.max(1))
+            .enumerate()
+            .map(|(i, chunk)| {
+                let topology = &topology;
+                async move { (i * page, topology.get_many(chunk).await) }
+            })
+            .collect();
+        while let Some((offset, values)) = pages.next().await {
+            each(offset, values?);
+        }
+        Ok(())
+    }
+
     /// Which of `ids` are stored, aligned with `ids`.
     pub async fn exists_many(&self, ids: &[Vec<u8>]) -> Result<Vec<bool>> {
         let space = self.keys().await?;
@@ -274,12 +302,29 @@ impl Store {
 
     /// Every id of this namespace (in no particular order), as stored bytes.
     pub async fn ids(&self) -> Result<Vec<Vec<u8>>> {
+        let mut ids = Vec::new();
+        self.ids_paged(&mut |page| ids.extend(page)).await?;
+        Ok(ids)
+    }
+
+    /// [`Self::ids`] a scan page at a time, as the pages arrive: each id once (`SCAN`
+    /// may return a key twice), so a page can be used while the next is on its way.
+    pub async fn ids_paged(&self, each: &mut (dyn FnMut(Vec<Vec<u8>>) + Send)) -> Result<()> {
         let space = self.keys().await?;
-        let keys = self.scan(&space).await?;
-        Ok(keys
-            .into_iter()
-            .filter_map(|key| space.id(&key).map(<[u8]>::to_vec))
-            .collect())
+        let mut seen = HashSet::with_hasher(foldhash::fast::RandomState::default());
+        let mut page = |keys: Vec<Vec<u8>>| {
+            let fresh: Vec<Vec<u8>> = keys
+                .into_iter()
+                .filter_map(|key| {
+                    let id = space.id(&key)?.to_vec();
+                    seen.insert(key).then_some(id)
+                })
+                .collect();
+            if !fresh.is_empty() {
+                each(fresh);
+            }
+        };
+        self.topology()?.scan(&space.pattern(), &mut page).await
     }
 
     /// Removes every record of this namespace and nothing else (`SCAN MATCH` on this
@@ -295,8 +340,24 @@ impl Store {
             *self.staging.lock().unwrap_or_else(|e| e.into_inner()) = Some(generation);
             return Ok(0);
         }
-        let keys: Vec<Vec<u8>> = self.scan(&self.keys).await?.into_iter().collect();
-        self.topology()?.unlink_many(&keys).await
+        // Each page found is unlinked while the scan goes on: one request of each in
+        // flight. Deleting during a SCAN is safe: it still returns every key that
+        // stays, and a key it returns twice is simply unlinked twice (counted once).
+        let topology = self.topology()?;
+        let (found, mut to_unlink) = tokio::sync::mpsc::unbounded_channel();
+        let scan = async {
+            let mut found = move |keys: Vec<Vec<u8>>| drop(found.send(keys));
+            topology.scan(&self.keys.pattern(), &mut found).await
+        };
+        let unlink = async {
+            let mut removed = 0;
+            while let Some(keys) = to_unlink.recv().await {
+                removed += topology.unlink_many(&keys).await?;
+            }
+            Ok(removed)
+        };
+        let ((), removed) = futures_util::future::try_join(scan, unlink).await?;
+        Ok(removed)
     }
 
     /// The keys of `space`, each once (`SCAN` may return a key twice).

@@ -14,11 +14,19 @@ use crate::errors::Error;
 /// Deepest nesting accepted either way; deeper input is almost surely a cycle.
 pub const MAX_DEPTH: usize = 1024;
 
-/// Encodes one record; the error names the record's id.
-pub fn encode_record(id: &str, value: &Bound<'_, PyAny>) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::with_capacity(128);
-    encode::encode(value, &mut out)
-        .map_err(|e| Error::Serialization(format!("record {id:?}: {}", e.0)))?;
+/// Encodes one record into a buffer of `capacity` bytes to start with (records of a
+/// batch are alike: the previous one's size saves the regrowing); the error names the
+/// record's id.
+pub fn encode_record(
+    id: &[u8],
+    value: &Bound<'_, PyAny>,
+    capacity: usize,
+) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(capacity.max(128));
+    encode::encode(value, &mut out).map_err(|e| {
+        let id = String::from_utf8_lossy(id);
+        Error::Serialization(format!("record {id:?}: {}", e.0))
+    })?;
     Ok(out)
 }
 
@@ -26,7 +34,7 @@ pub fn encode_record(id: &str, value: &Bound<'_, PyAny>) -> Result<Vec<u8>, Erro
 /// [`decode::decode_projected`] for the `None` it can return then).
 pub fn decode_record<'py>(
     py: Python<'py>,
-    id: &str,
+    id: &[u8],
     bytes: &[u8],
     fields: Option<&Fields>,
 ) -> PyResult<Option<Bound<'py, PyAny>>> {
@@ -38,7 +46,8 @@ pub fn decode_record<'py>(
         Ok(value) => Ok(value),
         Err(decode::DecodeError::Python(err)) => Err(err),
         Err(decode::DecodeError::Invalid(why)) => Err(Error::Serialization(format!(
-            "stored value of {id:?} is not valid JSON: {why}"
+            "stored value of {:?} is not valid JSON: {why}",
+            String::from_utf8_lossy(id)
         ))
         .into()),
     }
@@ -51,7 +60,7 @@ mod tests {
 
     /// Decodes with the codec and with Python's `json.loads`; they must agree.
     fn agrees(py: Python<'_>, text: &str) {
-        let ours = decode_record(py, "t", text.as_bytes(), None)
+        let ours = decode_record(py, b"t", text.as_bytes(), None)
             .unwrap()
             .unwrap();
         let theirs = py
@@ -114,7 +123,7 @@ mod tests {
                 r#""\ud800\u12""#,
                 r#""\ud800\x""#,
             ] {
-                let err = decode_record(py, "bad", text.as_bytes(), None).unwrap_err();
+                let err = decode_record(py, b"bad", text.as_bytes(), None).unwrap_err();
                 assert!(err.to_string().contains("\"bad\""), "{text}: {err}");
             }
         });
@@ -126,7 +135,7 @@ mod tests {
             let fields: Fields = ["a", "c"].into_iter().map(Into::into).collect();
             let got = decode_record(
                 py,
-                "t",
+                b"t",
                 br#"{"a": 1, "b": {"x": [1, 2]}, "c": "z"}"#,
                 Some(&fields),
             )
@@ -137,14 +146,14 @@ mod tests {
             want.set_item("c", "z").unwrap();
             assert!(got.eq(&want).unwrap());
             // JsonKVStorage's quirk: a falsy record reads as None under projection.
-            assert!(decode_record(py, "t", b"{}", Some(&fields))
+            assert!(decode_record(py, b"t", b"{}", Some(&fields))
                 .unwrap()
                 .is_none());
-            assert!(decode_record(py, "t", b"0", Some(&fields))
+            assert!(decode_record(py, b"t", b"0", Some(&fields))
                 .unwrap()
                 .is_none());
             // Dropped values are still validated.
-            assert!(decode_record(py, "t", br#"{"b": [1,], "a": 1}"#, Some(&fields)).is_err());
+            assert!(decode_record(py, b"t", br#"{"b": [1,], "a": 1}"#, Some(&fields)).is_err());
         });
     }
 
@@ -158,12 +167,12 @@ mod tests {
                     None,
                 )
                 .unwrap();
-            let bytes = encode_record("t", &value).unwrap();
+            let bytes = encode_record(b"t", &value, 0).unwrap();
             assert_eq!(
                 std::str::from_utf8(&bytes).unwrap(),
                 r#"{"a":"x\ud800\n","\udfff":["\ud83d\ude00","😀"]}"#
             );
-            let back = decode_record(py, "t", &bytes, None).unwrap().unwrap();
+            let back = decode_record(py, b"t", &bytes, None).unwrap().unwrap();
             // The two lone halves of a pair come back joined, as json.loads joins them.
             let want = py
                 .eval(
@@ -176,7 +185,7 @@ mod tests {
             // Regression: a key with a lone surrogate that the projection drops made the
             // json.loads fallback this replaced raise UnicodeEncodeError.
             let fields: Fields = ["a".into()].into_iter().collect();
-            let got = decode_record(py, "t", &bytes, Some(&fields))
+            let got = decode_record(py, b"t", &bytes, Some(&fields))
                 .unwrap()
                 .unwrap();
             assert!(got
@@ -197,7 +206,7 @@ mod tests {
                 (digits.clone(), None),
                 (format!(r#"{{"a": 1, "b": [-{digits}]}}"#), Some(&fields)),
             ] {
-                let err = decode_record(py, "big", text.as_bytes(), fields).unwrap_err();
+                let err = decode_record(py, b"big", text.as_bytes(), fields).unwrap_err();
                 let message = err.to_string();
                 assert!(message.contains(r#""big" is not valid JSON"#), "{message}");
             }
@@ -214,13 +223,13 @@ mod tests {
                     None,
                 )
                 .unwrap();
-            let bytes = encode_record("t", &value).unwrap();
+            let bytes = encode_record(b"t", &value, 0).unwrap();
             assert_eq!(
                 std::str::from_utf8(&bytes).unwrap(),
                 r#"{"k":[1,2.5,null,true,"é",{"n":1000000000000000000000000000000}],"3":"int key"}"#
             );
             let set = py.eval(c"{'bad': {1}}", None, None).unwrap();
-            let err = encode_record("rec", &set).unwrap_err();
+            let err = encode_record(b"rec", &set, 0).unwrap_err();
             assert!(err.to_string().contains("set"), "{err}");
         });
     }
