@@ -11,7 +11,7 @@ loop (scripts, threads); it waits with the GIL released.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -20,7 +20,7 @@ from nano_graphrag.base import BaseKVStorage
 
 from ._core import Store
 from .fork_compat import BlockingForkCompat, ForkCompat
-from .tracing import one, sized, traced
+from .tracing import one, sized, traced, traced_async
 
 __all__ = ["RedisKVStorage", "BlockingRedisKVStorage"]
 
@@ -116,53 +116,53 @@ class RedisKVStorage(_Facade, ForkCompat, BaseKVStorage):
     ) -> None:
         self._open(namespace, global_config, settings, blocking=False)
 
-    @traced("all_keys")
-    async def all_keys(self) -> list[str]:
+    @traced_async("all_keys")
+    def all_keys(self) -> Awaitable[list[str]]:
         """Every id of this namespace, in no particular order."""
-        return await self._store.ids()
+        return self._store.ids()
 
-    @traced("get_by_id", one)
-    async def get_by_id(self, id: str) -> Record | None:
+    @traced_async("get_by_id", one)
+    def get_by_id(self, id: str) -> Awaitable[Record | None]:
         """The record stored under ``id``, or None."""
-        return await self._store.get(id)
+        return self._store.get(id)
 
-    @traced("get_by_ids", sized)
-    async def get_by_ids(self, ids: list[str], fields: set[str] | None = None) -> list[Record | None]:
+    @traced_async("get_by_ids", sized)
+    def get_by_ids(self, ids: list[str], fields: set[str] | None = None) -> Awaitable[list[Record | None]]:
         """Records aligned with ``ids`` (None where missing), in one round trip.
 
         With ``fields``, each record keeps only those keys; as in nano-graphrag's
         JsonKVStorage, an empty (falsy) record then reads as None.
         """
-        return await self._store.get_many(ids, fields)
+        return self._store.get_many(ids, fields)
 
-    @traced("filter_keys", sized)
-    async def filter_keys(self, data: list[str]) -> set[str]:
+    @traced_async("filter_keys", sized)
+    def filter_keys(self, data: list[str]) -> Awaitable[set[str]]:
         """The ids of ``data`` that are NOT stored."""
-        return await self._store.missing(data)
+        return self._store.missing(data)
 
-    @traced("upsert", sized)
-    async def upsert(self, data: dict[str, Record]) -> None:
+    @traced_async("upsert", sized)
+    def upsert(self, data: dict[str, Record]) -> Awaitable[None]:
         """Stores every record whole, replacing what was there; all or nothing.
 
         Every value is encoded before anything is sent: one value that JSON cannot
         hold raises ``SerializationError`` and nothing of the batch is written.
         """
-        await self._store.put(data)
+        return self._store.put(data)
 
-    @traced("drop")
+    @traced_async("drop")
     async def drop(self) -> None:
         """Removes every record of this namespace (and nothing else)."""
         await self._store.clear()
 
-    @traced("delete_by_id", one)
-    async def delete_by_id(self, id: str) -> bool:
+    @traced_async("delete_by_id", one)
+    def delete_by_id(self, id: str) -> Awaitable[bool]:
         """Removes one record; True if it existed."""
-        return await self._store.delete(id)
+        return self._store.delete(id)
 
-    @traced("ping")
-    async def ping(self) -> None:
+    @traced_async("ping")
+    def ping(self) -> Awaitable[None]:
         """One round trip to Redis; raises if it cannot be reached."""
-        await self._store.ping()
+        return self._store.ping()
 
     async def namespace_stats(
         self, sample: int | None = DEFAULT_SAMPLE, progress: Progress | None = None

@@ -14,9 +14,8 @@ in), a call costs one check of the global provider and no span.
 from __future__ import annotations
 
 import functools
-import inspect
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
 
 try:
     from opentelemetry import trace as _trace
@@ -25,84 +24,94 @@ except ImportError:  # the optional dependency is missing: tracing is off
 
 from ._core import __version__
 
-__all__ = ["ENABLED", "traced"]
+__all__ = ["ENABLED", "traced", "traced_async"]
 
 #: Whether spans can be made (``opentelemetry-api`` is importable).
 ENABLED = _trace is not None
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 #: How many records a call concerns, from its arguments (or None: from its result).
 Count = Callable[..., int]
 
 
 def traced(operation: str, records: Count | None = None) -> Callable[[F], F]:
-    """Wraps a storage method (async or blocking) in a span when a tracer provider is
-    configured. ``records(*args)`` gives the record count from the call's arguments;
-    without it, the length of the result (``all_keys``)."""
+    """Wraps a blocking storage method in a span when a tracer provider is configured.
+    ``records(*args)`` gives the record count from the call's arguments; without it,
+    the length of the result (``all_keys``)."""
 
     def decorate(method: F) -> F:
         if _trace is None:
             return method
-        tracer = _trace.get_tracer("nano_graphrag_redis", __version__)
-
-        def span(storage: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-            attributes: dict[str, Any] = {
-                "db.system.name": "redis",
-                "db.operation.name": operation,
-                "nano_graphrag.namespace": storage.namespace,
-            }
-            workspace = storage.settings()["workspace"]
-            if workspace:
-                attributes["nano_graphrag.workspace"] = workspace
-            if records is not None:
-                attributes["nano_graphrag.records"] = records(*args, *kwargs.values())
-            return tracer.start_as_current_span(
-                f"{operation} {storage.namespace}", kind=_trace.SpanKind.CLIENT, attributes=attributes
-            )
-
-        def count_result(s: Any, result: Any) -> None:
-            if records is None and isinstance(result, list | set):
-                s.set_attribute("nano_graphrag.records", len(result))
-
-        if inspect.iscoroutinefunction(method):
-
-            async def traced_call(storage: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-                with span(storage, args, kwargs) as s:
-                    result = await method(storage, *args, **kwargs)
-                    count_result(s, result)
-                    return result
-
-            if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
-                # A plain function returning the coroutine, marked as a coroutine
-                # function: untraced calls cost no extra coroutine frame.
-                @functools.wraps(method)
-                def run_async(storage: Any, *args: Any, **kwargs: Any) -> Any:
-                    if not _active():
-                        return method(storage, *args, **kwargs)
-                    return traced_call(storage, args, kwargs)
-
-                return inspect.markcoroutinefunction(run_async)  # type: ignore[no-any-return]
-
-            @functools.wraps(method)
-            async def run_awaiting(storage: Any, *args: Any, **kwargs: Any) -> Any:
-                if not _active():
-                    return await method(storage, *args, **kwargs)
-                return await traced_call(storage, args, kwargs)
-
-            return run_awaiting  # type: ignore[return-value]
 
         @functools.wraps(method)
         def run(storage: Any, *args: Any, **kwargs: Any) -> Any:
             if not _active():
                 return method(storage, *args, **kwargs)
-            with span(storage, args, kwargs) as s:
+            with _span(operation, records, storage, args, kwargs) as s:
                 result = method(storage, *args, **kwargs)
-                count_result(s, result)
+                _count_result(records, s, result)
                 return result
 
         return run  # type: ignore[return-value]
 
     return decorate
+
+
+def traced_async(
+    operation: str, records: Count | None = None
+) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Coroutine[Any, Any, R]]]:
+    """Makes a storage method that returns the core's awaitable into a coroutine
+    function (``async def``, as nano-graphrag's ``BaseKVStorage`` declares it), traced
+    like :func:`traced`. One coroutine per call, whether tracing is on or not: the hot
+    path pays no second frame for the check."""
+
+    def decorate(method: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+        if _trace is None:
+
+            @functools.wraps(method)
+            async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+                return await method(*args, **kwargs)
+
+            return run
+
+        @functools.wraps(method)
+        async def run_traced(*args: P.args, **kwargs: P.kwargs) -> R:
+            if not _active():
+                return await method(*args, **kwargs)
+            storage, *rest = args
+            with _span(operation, records, storage, tuple(rest), kwargs) as s:
+                result = await method(*args, **kwargs)
+                _count_result(records, s, result)
+                return result
+
+        return run_traced
+
+    return decorate
+
+
+def _span(operation: str, records: Count | None, storage: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    assert _trace is not None
+    attributes: dict[str, Any] = {
+        "db.system.name": "redis",
+        "db.operation.name": operation,
+        "nano_graphrag.namespace": storage.namespace,
+    }
+    workspace = storage.settings()["workspace"]
+    if workspace:
+        attributes["nano_graphrag.workspace"] = workspace
+    if records is not None:
+        attributes["nano_graphrag.records"] = records(*args, *kwargs.values())
+    tracer = _trace.get_tracer("nano_graphrag_redis", __version__)
+    return tracer.start_as_current_span(
+        f"{operation} {storage.namespace}", kind=_trace.SpanKind.CLIENT, attributes=attributes
+    )
+
+
+def _count_result(records: Count | None, span: Any, result: Any) -> None:
+    if records is None and isinstance(result, list | set):
+        span.set_attribute("nano_graphrag.records", len(result))
 
 
 def _active() -> bool:
