@@ -83,7 +83,7 @@ def evaluate(raw: dict[str, Any]) -> list[dict[str, Any]]:
              memory["conc"]["ratio"] if "conc" in memory else None, "<", 2.0),
         _row(f"memory: get_by_ids of {mem_n('batch')} ~1.8 KB records, RSS growth / payload",
              memory["batch"]["ratio"] if "batch" in memory else None, "<", 2.0),
-        _overhead_row("metrics overhead: sequential get_by_id p50", overhead.get("seq")),
-        _overhead_row("metrics overhead: 64 concurrent get_by_id ops/s", overhead.get("conc")),
-        _overhead_row("metrics overhead: get_by_ids of 100 records/s", overhead.get("get_many")),
+        _overhead_row("metrics overhead, client CPU per op: sequential get_by_id", overhead.get("seq")),
+        _overhead_row("metrics overhead, client CPU per op: 64 concurrent get_by_id", overhead.get("conc")),
+        _overhead_row("metrics overhead, client CPU per op: get_by_ids of 100", overhead.get("get_many")),
     ]  # fmt: skip
