@@ -410,10 +410,15 @@ impl Store {
     }
 }
 
-/// Ids per page of a large `get_many`: pages are all in flight at once, and each is
+/// Ids per page of a large `get_many`: pages are in flight together, and each is
 /// decoded as soon as it arrives, while the server and the socket still work on the
 /// next ones (one page for the batches nano-graphrag makes most).
 const READ_PAGE: usize = 128;
+
+/// Pages of a large `get_many` read but not yet decoded, at most: enough to keep the
+/// server busy while the loop decodes, few enough that a read of 200k records does not
+/// hold all their bytes in Rust and all their objects in Python at once.
+const READ_WINDOW: usize = 8;
 
 /// A large `get_many` as its pages arrive: the result list, filled in place, and what
 /// the pages found.
@@ -422,6 +427,8 @@ struct Pages {
     fields: Option<Fields>,
     list: Py<PyList>,
     tally: Mutex<Tally>,
+    /// Permits to ask for another page: one is given back by each page decoded.
+    unused: tokio::sync::Semaphore,
 }
 
 #[derive(Default)]
@@ -433,8 +440,14 @@ struct Tally {
 }
 
 impl Pages {
-    /// Decodes the page of `values` that starts at `offset` into the list.
+    /// Decodes the page of `values` that starts at `offset` into the list, then lets
+    /// another page be asked for.
     fn fill(&self, py: Python<'_>, offset: usize, values: Vec<Option<Vec<u8>>>) {
+        self.decode_page(py, offset, values);
+        self.unused.add_permits(1);
+    }
+
+    fn decode_page(&self, py: Python<'_>, offset: usize, values: Vec<Option<Vec<u8>>>) {
         let mut tally = self.tally.lock().unwrap_or_else(|e| e.into_inner());
         let list = self.list.bind(py);
         for (i, value) in values.into_iter().enumerate() {
@@ -471,6 +484,7 @@ impl Store {
             ids,
             fields,
             tally: Mutex::new(Tally::default()),
+            unused: tokio::sync::Semaphore::new(READ_WINDOW),
         });
         let store = self.inner.clone();
         let filled = pages.clone();
@@ -479,7 +493,9 @@ impl Store {
                 let pages = filled.clone();
                 steps.run(Box::new(move |py| pages.fill(py, offset, values)));
             };
-            store.get_paged(&filled.ids, READ_PAGE, &mut arrived).await
+            store
+                .get_paged(&filled.ids, READ_PAGE, &filled.unused, &mut arrived)
+                .await
         };
         self.run_stepped(py, call, make, move |py, (), call| {
             let mut tally = pages.tally.lock().unwrap_or_else(|e| e.into_inner());

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::config::Settings;
-use crate::errors::Result;
+use crate::errors::{Error, Result};
 use crate::keys::KeySpace;
 use crate::metrics::{self, NamespaceMetrics, Operation, OperationMetrics};
 use crate::runtime;
@@ -44,6 +44,9 @@ pub struct NamespaceStats {
     /// server does not allow `MEMORY`.
     pub memory_bytes: Option<u64>,
 }
+
+/// How long [`Store::get_paged`] waits for its caller to take a page before it ends.
+const CALLER_GONE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How long the records of a replaced generation stay readable after the switch.
 const REBUILD_GRACE_SECONDS: u64 = 60;
@@ -178,13 +181,16 @@ impl Store {
         self.topology()?.get_many(&keys).await
     }
 
-    /// [`Self::get_many`] in pages of `page` ids, all in flight at once: `each(offset,
-    /// values)` hears every page as it arrives (in any order), so its values can be
-    /// used while later pages are on their way. Stops at the first page that fails.
+    /// [`Self::get_many`] in pages of `page` ids: `each(offset, values)` hears every
+    /// page as it arrives (in any order), so its values can be used while later pages
+    /// are on their way. A page is asked for only with a permit of `unused`, which the
+    /// caller gives back once it is done with a page: the pages read but not yet used
+    /// stay bounded, however many ids there are. Stops at the first page that fails.
     pub async fn get_paged(
         &self,
         ids: &[Vec<u8>],
         page: usize,
+        unused: &tokio::sync::Semaphore,
         each: &mut (dyn FnMut(usize, Vec<Option<Vec<u8>>>) + Send),
     ) -> Result<()> {
         use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -197,7 +203,18 @@ impl Store {
             .enumerate()
             .map(|(i, chunk)| {
                 let topology = &topology;
-                async move { (i * page, topology.get_many(chunk).await) }
+                async move {
+                    // A caller that takes no page for this long is gone (its event loop
+                    // stopped): end instead of waiting forever.
+                    match tokio::time::timeout(CALLER_GONE, unused.acquire()).await {
+                        Ok(permit) => permit.map(|p| p.forget()).ok(),
+                        Err(_) => {
+                            let why = "the caller took no page of a get_by_ids for 60 s";
+                            return (i * page, Err(Error::Unavailable(why.to_owned())));
+                        }
+                    };
+                    (i * page, topology.get_many(chunk).await)
+                }
             })
             .collect();
         while let Some((offset, values)) = pages.next().await {
