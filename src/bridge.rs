@@ -362,9 +362,17 @@ fn sweep(py: Python<'_>) {
     drop(removed);
 }
 
+/// Whether bridges wake their loop through an eventfd (Linux, unless
+/// `NANO_GRAPHRAG_REDIS_WAKE=threadsafe`); otherwise a tokio thread takes the GIL to
+/// call `call_soon_threadsafe` once per batch of results.
+pub fn wakes_by_eventfd() -> bool {
+    cfg!(target_os = "linux")
+        && std::env::var_os("NANO_GRAPHRAG_REDIS_WAKE").is_none_or(|v| v != "threadsafe")
+}
+
 fn new_bridge(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Bridge>> {
     #[cfg(target_os = "linux")]
-    if std::env::var_os("NANO_GRAPHRAG_REDIS_WAKE").is_none_or(|v| v != "threadsafe") {
+    if wakes_by_eventfd() {
         use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
         // SAFETY: plain syscall; the result is checked before use.
         let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };

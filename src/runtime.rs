@@ -57,16 +57,22 @@ pub fn runtime() -> Arc<tokio::runtime::Runtime> {
     rt
 }
 
-/// One worker by default: Redis I/O needs little CPU (the Python side is the
-/// bottleneck), and with a second worker each call from Python woke both (tokio lets a
-/// worker that found work wake another to keep searching): five context switches per
-/// call instead of three. Measured on 2 cores (bench/RESULTS.md), one worker gave lower
-/// sequential latency, more concurrent gets per second and a faster GraphRAG end to end.
+/// One worker where results reach asyncio through an eventfd (Linux): Redis I/O needs
+/// little CPU (the Python side is the bottleneck), and with a second worker each call
+/// from Python woke both (tokio lets a worker that found work wake another to keep
+/// searching): five context switches per call instead of three. Measured on 2 cores
+/// (bench/RESULTS.md), one worker gave lower sequential latency, more concurrent gets
+/// per second and a faster GraphRAG end to end. Elsewhere a worker takes the GIL to wake
+/// the loop, and a second one keeps the I/O going meanwhile.
 /// `NANO_GRAPHRAG_REDIS_THREADS` overrides.
 fn worker_threads() -> usize {
     std::env::var("NANO_GRAPHRAG_REDIS_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
         .filter(|n| *n >= 1)
-        .unwrap_or(1)
+        .unwrap_or(if crate::bridge::wakes_by_eventfd() {
+            1
+        } else {
+            2
+        })
 }

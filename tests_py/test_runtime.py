@@ -249,3 +249,35 @@ def test_uvloop(settings: dict[str, Any]) -> None:
 
     for _ in range(2):  # a fresh uvloop loop each time
         uvloop.run(main())
+
+
+@pytest.mark.parametrize(
+    ("env", "workers"),
+    [
+        ({}, 1),  # Linux: results reach asyncio through an eventfd, one worker is enough
+        ({"NANO_GRAPHRAG_REDIS_WAKE": "threadsafe"}, 2),  # a worker takes the GIL to wake the loop
+        ({"NANO_GRAPHRAG_REDIS_THREADS": "3"}, 3),
+    ],
+)
+def test_tokio_worker_threads(settings: dict[str, Any], env: dict[str, str], workers: int) -> None:
+    # Counted by name after async calls, a large blocking read and a scan: work that
+    # could have started more threads of the core's runtime (the URL is an IP: no
+    # resolver threads).
+    code = f"""
+import asyncio, os
+from nano_graphrag_redis import RedisKVStorage
+kv = RedisKVStorage("x", redis_url={settings["redis_url"]!r}, redis_key_prefix={settings["redis_key_prefix"]!r})
+async def main():
+    await kv.upsert({{"a": {{"v": 1}}}})
+    await asyncio.gather(*(kv.get_by_id("a") for _ in range(100)))
+    await kv.all_keys()
+asyncio.run(main())
+kv.blocking().get_by_ids(["a"] * 500)
+names = [open(f"/proc/self/task/{{t}}/comm").read().strip() for t in os.listdir("/proc/self/task")]
+print(sum(n == "nano-graphrag-r" for n in names))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == str(workers)
