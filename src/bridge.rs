@@ -132,27 +132,32 @@ where
     W: Future<Output = crate::errors::Result<T>> + Send,
     T: Send,
 {
-    use futures_util::future::{select, Either};
+    use futures_util::future::{select, Either, FutureExt};
 
     let (parts, mut next_part) = tokio::sync::mpsc::unbounded_channel();
     let mut work = std::pin::pin!(make(Steps(Sink::Caller(parts))));
     loop {
-        let next = block_on(py, async {
+        let (step, done) = block_on(py, async {
             match select(std::pin::pin!(next_part.recv()), work.as_mut()).await {
-                Either::Left((step, _)) => Ok(Either::Left(step)),
-                Either::Right((result, _)) => result.map(Either::Right),
+                // Work often ends right after handing over its last part: one more poll
+                // sees that, and saves the caller a second turn for the GIL (which
+                // costs up to the switch interval when other threads run Python).
+                Either::Left((step, _)) => Ok((step, work.as_mut().now_or_never())),
+                Either::Right((result, _)) => Ok((None, Some(result))),
             }
         })?;
-        match next {
-            Either::Left(Some(step)) => step(py),
-            // The work let go of its steps: only its result is left.
-            Either::Left(None) => return block_on(py, work.as_mut()),
-            Either::Right(result) => {
+        match (step, done) {
+            (Some(step), None) => step(py),
+            (step, Some(result)) => {
+                let result = result?;
+                step.into_iter().for_each(|step| step(py));
                 while let Ok(step) = next_part.try_recv() {
                     step(py);
                 }
                 return Ok(result);
             }
+            // The work let go of its steps: only its result is left.
+            (None, None) => return block_on(py, work.as_mut()),
         }
     }
 }

@@ -45,6 +45,9 @@ pub struct NamespaceStats {
     pub memory_bytes: Option<u64>,
 }
 
+/// The fewest ids [`Store::ids_paged`] hands over at a time (but the last part).
+const IDS_PER_PART: usize = 10_000;
+
 /// How long [`Store::get_paged`] waits for its caller to take a page before it ends.
 const CALLER_GONE: std::time::Duration = std::time::Duration::from_secs(60);
 
@@ -324,24 +327,28 @@ impl Store {
         Ok(ids)
     }
 
-    /// [`Self::ids`] a scan page at a time, as the pages arrive: each id once (`SCAN`
-    /// may return a key twice), so a page can be used while the next is on its way.
+    /// [`Self::ids`] in parts of at least [`IDS_PER_PART`] ids (the rest last), as the
+    /// scan finds them: each id once (`SCAN` may return a key twice), so a part can be
+    /// used while the scan goes on. Parts, not pages: each part costs the caller a turn
+    /// with the GIL, and a namespace of a few thousand ids is better handed over once.
     pub async fn ids_paged(&self, each: &mut (dyn FnMut(Vec<Vec<u8>>) + Send)) -> Result<()> {
         let space = self.keys().await?;
         let mut seen = HashSet::with_hasher(foldhash::fast::RandomState::default());
+        let mut part = Vec::new();
         let mut page = |keys: Vec<Vec<u8>>| {
-            let fresh: Vec<Vec<u8>> = keys
-                .into_iter()
-                .filter_map(|key| {
-                    let id = space.id(&key)?.to_vec();
-                    seen.insert(key).then_some(id)
-                })
-                .collect();
-            if !fresh.is_empty() {
-                each(fresh);
+            part.extend(keys.into_iter().filter_map(|key| {
+                let id = space.id(&key)?.to_vec();
+                seen.insert(key).then_some(id)
+            }));
+            if part.len() >= IDS_PER_PART {
+                each(std::mem::take(&mut part));
             }
         };
-        self.topology()?.scan(&space.pattern(), &mut page).await
+        self.topology()?.scan(&space.pattern(), &mut page).await?;
+        if !part.is_empty() {
+            each(part);
+        }
+        Ok(())
     }
 
     /// Removes every record of this namespace and nothing else (`SCAN MATCH` on this

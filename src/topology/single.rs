@@ -230,7 +230,13 @@ pub async fn scan_node(node: &Node, pattern: &[u8], page: OnPage<'_>) -> Result<
     };
     let (mut cursor, mut keys) = scan(0).await?;
     while cursor != 0 {
-        let (next, ()) = futures_util::future::join(scan(cursor), async { page(keys) }).await;
+        let use_page = async {
+            // The next SCAN is queued for the connection's task; let it go out (on
+            // this worker, maybe) before the page keeps the thread busy.
+            tokio::task::yield_now().await;
+            page(keys)
+        };
+        let (next, ()) = futures_util::future::join(scan(cursor), use_page).await;
         (cursor, keys) = next?;
     }
     page(keys);
