@@ -517,11 +517,18 @@ impl Store {
         T: Send + 'static,
         C: FnOnce(Python<'_>, T, &Call) -> PyResult<Py<PyAny>> + Send + 'static,
     {
-        self.run_stepped(py, call, |_| work, convert)
+        let (work, convert) = (measured(call, work), recorded(convert));
+        if self.blocking {
+            let value = bridge::block_on(py, work)?;
+            convert(py, value)
+        } else {
+            bridge::spawn(py, work, convert)
+        }
     }
 
     /// [`Self::run`] for work that hands parts of its result over as they come (see
-    /// [`bridge::Steps`]); `make` builds the work around the steps.
+    /// [`bridge::Steps`]); `make` builds the work around the steps. Only calls that
+    /// have parts pay for the steps' channel.
     fn run_stepped<M, W, T, C>(
         &self,
         py: Python<'_>,
@@ -535,33 +542,43 @@ impl Store {
         T: Send + 'static,
         C: FnOnce(Python<'_>, T, &Call) -> PyResult<Py<PyAny>> + Send + 'static,
     {
-        let work = |steps| {
-            let work = make(steps);
-            async move {
-                let mut call = call;
-                match metrics::scope(call.metrics(), work).await {
-                    Ok(value) => Ok((value, call)),
-                    Err(err) => {
-                        call.failed(errors::kind(&err));
-                        Err(err)
-                    }
-                }
-            }
-        };
-        let convert = move |py: Python<'_>, (value, mut call): (T, Call)| {
-            let result = convert(py, value, &call);
-            match &result {
-                Ok(_) => call.succeeded(),
-                Err(err) => call.failed(errors::py_kind(py, err)),
-            }
-            result
-        };
+        let (work, convert) = (|steps| measured(call, make(steps)), recorded(convert));
         if self.blocking {
             let value = bridge::block_on_stepped(py, work)?;
             convert(py, value)
         } else {
             bridge::spawn_stepped(py, work, convert)
         }
+    }
+}
+
+/// `work` with its retries counted for `call`, and its failure recorded there; on
+/// success the call goes on to [`recorded`], which records how the result was built.
+async fn measured<W, T>(mut call: Call, work: W) -> crate::errors::Result<(T, Call)>
+where
+    W: std::future::Future<Output = crate::errors::Result<T>>,
+{
+    match metrics::scope(call.metrics(), work).await {
+        Ok(value) => Ok((value, call)),
+        Err(err) => {
+            call.failed(errors::kind(&err));
+            Err(err)
+        }
+    }
+}
+
+/// `convert`, recording in the call whether the Python result could be built.
+fn recorded<T, C>(convert: C) -> impl FnOnce(Python<'_>, (T, Call)) -> PyResult<Py<PyAny>>
+where
+    C: FnOnce(Python<'_>, T, &Call) -> PyResult<Py<PyAny>>,
+{
+    move |py, (value, mut call)| {
+        let result = convert(py, value, &call);
+        match &result {
+            Ok(_) => call.succeeded(),
+            Err(err) => call.failed(errors::py_kind(py, err)),
+        }
+        result
     }
 }
 

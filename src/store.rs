@@ -212,8 +212,11 @@ impl Store {
                     match tokio::time::timeout(CALLER_GONE, unused.acquire()).await {
                         Ok(permit) => permit.map(|p| p.forget()).ok(),
                         Err(_) => {
-                            let why = "the caller took no page of a get_by_ids for 60 s";
-                            return (i * page, Err(Error::Unavailable(why.to_owned())));
+                            let why = format!(
+                                "the caller took no page of a get_by_ids for {} s",
+                                CALLER_GONE.as_secs()
+                            );
+                            return (i * page, Err(Error::Unavailable(why)));
                         }
                     };
                     (i * page, topology.get_many(chunk).await)

@@ -100,8 +100,9 @@ impl Owned {
     }
 }
 
-fn mget(keys: &[Key]) -> Cmd {
-    let mut cmd = redis::cmd("MGET");
+/// `command key...` (`MGET`, `UNLINK`).
+fn with_keys(command: &str, keys: &[Key]) -> Cmd {
+    let mut cmd = redis::cmd(command);
     for key in keys {
         cmd.arg(key);
     }
@@ -119,7 +120,7 @@ fn per_key(keys: &[Key], command: impl Fn(&[u8]) -> Cmd) -> Pipeline {
 
 impl Topology for Single {
     fn get_many<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<Option<Value>>>> {
-        Box::pin(paged(&self.node, keys, mget))
+        Box::pin(paged(&self.node, keys, |page| with_keys("MGET", page)))
     }
 
     fn exists_many<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<Vec<bool>>> {
@@ -186,10 +187,7 @@ impl Topology for Single {
     fn unlink_many<'a>(&'a self, keys: &'a [Key]) -> BoxFuture<'a, Result<u64>> {
         Box::pin(async move {
             let pages = keys.chunks(PAGE).map(|chunk| async move {
-                let mut cmd = redis::cmd("UNLINK");
-                for key in chunk {
-                    cmd.arg(key);
-                }
+                let cmd = with_keys("UNLINK", chunk);
                 self.node.query::<u64>(Request::cmd(&cmd)).await
             });
             Ok(try_join_all(pages).await?.into_iter().sum())
