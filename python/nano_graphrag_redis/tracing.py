@@ -6,9 +6,10 @@ with the attributes ``db.system.name`` (``redis``), ``db.operation.name``,
 ``nano_graphrag.records`` (ids asked for, records written, or ids listed). A failed
 call's span records the exception and an error status.
 
-Without ``opentelemetry-api`` the decorator returns the method itself: no cost at all.
-With it but no tracer provider configured (the API alone, as many libraries pull it
-in), a call costs one check of the global provider and no span.
+Without ``opentelemetry-api`` there is no cost at all: a blocking method is left as it
+is, an async one is the single coroutine awaiting the core. With it but no tracer
+provider configured (the API alone, as many libraries pull it in), a call costs one
+check of the global provider and no span.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ __all__ = ["ENABLED", "traced", "traced_async"]
 
 #: Whether spans can be made (``opentelemetry-api`` is importable).
 ENABLED = _trace is not None
+# Made once: a tracer got before a provider is set follows the provider set later.
+_TRACER = _trace.get_tracer("nano_graphrag_redis", __version__) if _trace is not None else None
 
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
@@ -103,8 +106,8 @@ def _span(operation: str, records: Count | None, storage: Any, args: tuple[Any, 
         attributes["nano_graphrag.workspace"] = workspace
     if records is not None:
         attributes["nano_graphrag.records"] = records(*args, *kwargs.values())
-    tracer = _trace.get_tracer("nano_graphrag_redis", __version__)
-    return tracer.start_as_current_span(
+    assert _TRACER is not None
+    return _TRACER.start_as_current_span(
         f"{operation} {storage.namespace}", kind=_trace.SpanKind.CLIENT, attributes=attributes
     )
 

@@ -31,7 +31,7 @@ pub type Fields = HashSet<Box<str>>;
 
 /// Decodes one JSON document.
 pub fn decode<'py>(py: Python<'py>, bytes: &[u8]) -> Result<Bound<'py, PyAny>> {
-    let mut parser = Parser::new(py, bytes)?;
+    let mut parser = Parser::new(py, bytes);
     let value = parser.value(0)?;
     parser.end()?;
     Ok(value)
@@ -47,7 +47,7 @@ pub fn decode_projected<'py>(
     bytes: &[u8],
     fields: &Fields,
 ) -> Result<Option<Bound<'py, PyAny>>> {
-    let mut parser = Parser::new(py, bytes)?;
+    let mut parser = Parser::new(py, bytes);
     parser.skip_ws();
     if parser.peek() != Some(b'{') {
         let value = parser.value(0)?;
@@ -70,8 +70,8 @@ struct Parser<'py, 'a> {
 }
 
 impl<'py, 'a> Parser<'py, 'a> {
-    fn new(py: Python<'py>, bytes: &'a [u8]) -> Result<Self> {
-        Ok(Parser { py, bytes, pos: 0 })
+    fn new(py: Python<'py>, bytes: &'a [u8]) -> Self {
+        Parser { py, bytes, pos: 0 }
     }
 
     fn peek(&self) -> Option<u8> {
