@@ -5,9 +5,12 @@
 
 pub mod breaker;
 pub mod bridge;
+#[cfg(target_os = "linux")]
+pub mod caller;
 pub mod client;
 pub mod codec;
 pub mod config;
+pub mod connection;
 pub mod errors;
 pub mod keys;
 pub mod link;

@@ -23,12 +23,12 @@ use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, Either};
-use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisError, RedisResult};
 use tokio::sync::watch;
 
 use crate::breaker::{Breaker, Phase};
 use crate::config::{ConnectionSettings, EvictionCheck};
+use crate::connection::Wire;
 use crate::errors::{self, Error};
 use crate::metrics::{self, BreakerState, ServerMetrics};
 use crate::runtime;
@@ -48,7 +48,7 @@ const DEFAULT_MAX_BULK_LEN: u64 = 512 * 1024 * 1024;
 pub struct Up {
     /// The number of the dial that opened it: names it for `broken` and the breaker.
     pub id: u64,
-    pub conn: MultiplexedConnection,
+    pub conn: Wire,
     pub progress: Arc<Progress>,
     pub limits: ServerLimits,
 }
@@ -89,10 +89,7 @@ pub trait Target: Send + Sync + 'static {
 
     /// Checks a fresh connection before any request uses it (Sentinel: that the server
     /// is still a master).
-    fn verify<'a>(
-        &'a self,
-        _conn: &'a mut MultiplexedConnection,
-    ) -> BoxFuture<'a, Result<(), DialFailure>> {
+    fn verify<'a>(&'a self, _conn: &'a mut Wire) -> BoxFuture<'a, Result<(), DialFailure>> {
         Box::pin(async { Ok(()) })
     }
 
@@ -339,8 +336,7 @@ impl Inner {
         let mut dialed: Option<redis::Client> = None;
         let connect = async {
             let client = dialed.insert(self.target.resolve().await?);
-            let mut conn = client
-                .get_multiplexed_async_connection_with_config(&self.config)
+            let mut conn = Wire::open(client, &self.config)
                 .await
                 .map_err(|e| self.dial_failure(&e))?;
             self.target.verify(&mut conn).await?;
@@ -432,10 +428,7 @@ impl Inner {
 
     /// Reads the server's limits and checks its eviction policy. `CONFIG` may be
     /// disabled or forbidden (managed services, ACL users): then defaults apply.
-    async fn inspect_server(
-        &self,
-        conn: &mut MultiplexedConnection,
-    ) -> Result<ServerLimits, DialFailure> {
+    async fn inspect_server(&self, conn: &mut Wire) -> Result<ServerLimits, DialFailure> {
         let mut pipe = redis::pipe();
         pipe.cmd("CONFIG").arg("GET").arg("proto-max-bulk-len");
         pipe.cmd("CONFIG").arg("GET").arg("maxmemory-policy");

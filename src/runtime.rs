@@ -6,6 +6,7 @@
 //! compares generations and rebuilds. The parent's objects are leaked in the child on
 //! purpose: dropping them would wait for threads that do not exist.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
 
@@ -49,12 +50,23 @@ pub fn runtime() -> Arc<tokio::runtime::Runtime> {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(worker_threads())
             .thread_name("nano-graphrag-redis")
+            .on_thread_start(|| ON_WORKER.set(true))
             .enable_all()
             .build()
             .expect("cannot start the tokio runtime"),
     );
     *slot = Some((generation, rt.clone()));
     rt
+}
+
+thread_local! {
+    static ON_WORKER: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether this thread is one of the runtime's (a worker, or its blocking pool): work
+/// here runs on tokio, not on a caller's thread.
+pub fn on_worker() -> bool {
+    ON_WORKER.get()
 }
 
 /// One worker where results reach asyncio through an eventfd (Linux): Redis I/O needs

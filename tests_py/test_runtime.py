@@ -124,6 +124,48 @@ def test_blocking_api_from_many_threads(settings: dict[str, Any]) -> None:
     assert errors == []
 
 
+def test_blocking_threads_and_a_loop_share_one_connection(settings: dict[str, Any]) -> None:
+    """A blocking caller reads replies off the shared socket itself (the replies of
+    others too), the reader task reads the rest. With threads and an event loop on one
+    connection and replies big enough to span many reads, every caller still gets
+    exactly its own records."""
+    kv = RedisKVStorage("text_chunks", **settings)
+    blocking = kv.blocking()
+    records = {str(i): {"i": i, "pad": "x" * (i * 7919 % 300_000)} for i in range(60)}
+    blocking.upsert(records)
+    errors: list[BaseException] = []
+
+    def caller(seed: int) -> None:
+        try:
+            for n in range(120):
+                i = str((seed * 17 + n) % 60)
+                assert blocking.get_by_id(i) == records[i]
+                if n % 8 == 0:
+                    assert blocking.get_by_ids([i, "missing", i]) == [records[i], None, records[i]]
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    async def gets() -> None:
+        for n in range(120):
+            ids = [str((n * 5 + k) % 60) for k in range(6)]
+            assert await asyncio.gather(*(kv.get_by_id(i) for i in ids)) == [records[i] for i in ids]
+
+    def loop() -> None:
+        try:
+            asyncio.run(gets())
+        except BaseException as e:  # noqa: BLE001
+            errors.append(e)
+
+    threads = [threading.Thread(target=caller, args=(seed,)) for seed in range(4)]
+    threads.append(threading.Thread(target=loop))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+
+
 def test_blocking_call_releases_the_gil() -> None:
     """While a blocking call waits on a frozen server, other Python threads run."""
     with RedisServer() as server:
@@ -225,6 +267,25 @@ async def test_loop_closed_with_calls_in_flight_does_not_break_the_next_loop(set
     for _ in range(20):
         await asyncio.to_thread(abandon)
     assert await kv.get_by_id("a") == {"v": 1}
+
+
+def test_calls_of_a_closed_loop_still_finish(settings: dict[str, Any]) -> None:
+    """Loops closed with calls in flight, one after another on one thread: the next
+    loop watches the same socket and reads replies meant for the closed one's calls.
+    Those calls must finish elsewhere (on tokio), or their in-flight permits would
+    never come back and the tiny bound here would block every later call."""
+    kv = RedisKVStorage("x", redis_max_inflight=4, **settings)
+    kv.blocking().upsert({"a": {"v": 1}})
+    for _ in range(30):
+        loop = asyncio.new_event_loop()
+        tasks = [loop.create_task(kv.get_by_id("a")) for _ in range(20)]
+        loop.run_until_complete(asyncio.sleep(0))  # started, not finished
+        for task in tasks:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+        loop.close()
+    assert asyncio.run(asyncio.wait_for(kv.get_by_id("a"), 10)) == {"v": 1}
+    assert kv.blocking().get_by_ids(["a"] * 50) == [{"v": 1}] * 50
 
 
 def test_many_loops_do_not_leak_file_descriptors(settings: dict[str, Any]) -> None:

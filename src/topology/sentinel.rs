@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 use redis::aio::MultiplexedConnection;
+
+use crate::connection::Wire;
 use redis::{AsyncConnectionConfig, Cmd};
 
 use super::single::Single;
@@ -192,7 +194,7 @@ impl Target for SentinelTarget {
 
     fn verify<'a>(
         &'a self,
-        conn: &'a mut MultiplexedConnection,
+        conn: &'a mut Wire,
     ) -> BoxFuture<'a, std::result::Result<(), DialFailure>> {
         Box::pin(async move {
             let role: redis::RedisResult<redis::Value> = redis::cmd("ROLE").query_async(conn).await;

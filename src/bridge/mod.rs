@@ -10,10 +10,16 @@
 //! (JSON decoding included) right there. Loops without `add_reader` (and platforms
 //! without eventfd) get the same queue, woken by `call_soon_threadsafe` once per batch.
 //!
+//! Calls of one request (`spawn`) do not start on tokio at all: they run on the loop
+//! thread while they can, and the loop reads their replies itself (`on_loop.rs`).
+//! Calls whose result comes in parts (`spawn_stepped`) run on tokio.
+//!
 //! Cancelling a Python future only marks it: the Redis reply is still read and then
 //! dropped, so a reply can never reach the wrong caller.
 
-use std::collections::HashMap;
+mod on_loop;
+
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
@@ -54,15 +60,41 @@ impl Steps {
     }
 }
 
-/// Spawns `work` on tokio and returns an asyncio future of the running loop that
-/// resolves to `convert(result)`.
+/// Starts `work` and returns an asyncio future of the running loop that resolves to
+/// `convert(result)`. The work runs on the loop's thread while it can, woken by its
+/// reply (see `on_loop.rs`), and on tokio otherwise.
 pub fn spawn<W, T, C>(py: Python<'_>, work: W, convert: C) -> PyResult<Py<PyAny>>
 where
     W: Future<Output = crate::errors::Result<T>> + Send + 'static,
     T: Send + 'static,
     C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
 {
-    spawn_stepped(py, |_| work, convert)
+    let event_loop = running_loop(py)?;
+    let bridge = bridge_for(py, &event_loop)?;
+    let future = event_loop
+        .call_method0(intern!(py, "create_future"))?
+        .unbind();
+    let handle = future.clone_ref(py);
+    on_loop::start(py, &event_loop, &bridge, handle, completed(work, convert))?;
+    Ok(future)
+}
+
+/// `work`, then how its outcome (a panic included) becomes the call's Python result.
+async fn completed<W, T, C>(work: W, convert: C) -> Completion
+where
+    W: Future<Output = crate::errors::Result<T>>,
+    T: Send + 'static,
+    C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
+{
+    match CatchUnwind(work).await {
+        Ok(Ok(value)) => Box::new(move |py| convert(py, value)),
+        Ok(Err(err)) => Box::new(move |_| Err(err.into())),
+        Err(()) => Box::new(|_| {
+            Err(PyRuntimeError::new_err(
+                "internal error: a Redis task panicked",
+            ))
+        }),
+    }
 }
 
 /// [`spawn`] for work that hands parts of its result to the loop thread as they come
@@ -80,17 +112,9 @@ where
         .call_method0(intern!(py, "create_future"))?
         .unbind();
     let handle = future.clone_ref(py);
-    let work = make(Steps(Sink::Loop(bridge.clone())));
+    let work = completed(make(Steps(Sink::Loop(bridge.clone()))), convert);
     runtime::runtime().spawn(async move {
-        let completion: Completion = match CatchUnwind(work).await {
-            Ok(Ok(value)) => Box::new(move |py| convert(py, value)),
-            Ok(Err(err)) => Box::new(move |_| Err(err.into())),
-            Err(()) => Box::new(|_| {
-                Err(PyRuntimeError::new_err(
-                    "internal error: a Redis task panicked",
-                ))
-            }),
-        };
+        let completion = work.await;
         bridge.push(Item::Done(handle, completion));
     });
     Ok(future)
@@ -99,7 +123,9 @@ where
 /// How often a blocking call looks for signals (Ctrl-C) while it waits.
 const SIGNAL_CHECK: std::time::Duration = std::time::Duration::from_millis(50);
 
-/// Runs `work` to completion on the runtime, with the GIL released while waiting.
+/// Runs `work` to completion on the caller's thread, with the GIL released while
+/// waiting. On Linux the caller sleeps on its request's socket and reads the reply
+/// itself (`caller.rs`); elsewhere tokio's `block_on` wakes it.
 ///
 /// The wait is cut into slices; between slices the GIL is taken to run Python's signal
 /// handlers, so Ctrl-C raises `KeyboardInterrupt` within a slice instead of after the
@@ -113,13 +139,20 @@ where
     let rt = runtime::runtime();
     let mut work = std::pin::pin!(work);
     loop {
+        #[cfg(target_os = "linux")]
+        let slice = py.detach(|| {
+            let _context = rt.enter();
+            crate::caller::run_for(work.as_mut(), SIGNAL_CHECK)
+        });
         // The timer is made inside `block_on`: it needs the runtime's context.
+        #[cfg(not(target_os = "linux"))]
         let slice = py.detach(|| {
             rt.block_on(async { tokio::time::timeout(SIGNAL_CHECK, work.as_mut()).await })
+                .ok()
         });
         match slice {
-            Ok(result) => return result.map_err(PyErr::from),
-            Err(_) => py.check_signals()?,
+            Some(result) => return result.map_err(PyErr::from),
+            None => py.check_signals()?,
         }
     }
 }
@@ -172,6 +205,8 @@ fn running_loop<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
 struct Bridge {
     queue: Mutex<Vec<Item>>,
     wake: Wake,
+    /// The connections whose sockets the loop watches (see `on_loop.rs`).
+    watched: Mutex<HashSet<usize>>,
 }
 
 /// What the loop thread does with a queued item.
@@ -180,6 +215,8 @@ enum Item {
     Done(Py<PyAny>, Completion),
     /// A part of a call's result arrived: build it now.
     Step(Step),
+    /// A call running on the loop was woken there: poll it again.
+    Poll(Arc<on_loop::LoopTask>),
 }
 
 enum Wake {
@@ -191,8 +228,54 @@ enum Wake {
 }
 
 impl Bridge {
+    fn new(wake: Wake) -> Bridge {
+        Bridge {
+            queue: Mutex::new(Vec::new()),
+            wake,
+            watched: Mutex::new(HashSet::new()),
+        }
+    }
+
     fn queue(&self) -> std::sync::MutexGuard<'_, Vec<Item>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` as a callback of this bridge's loop: wakes of its calls meanwhile are
+    /// polls the loop makes (see [`Bridge::in_callback`]).
+    fn as_callback<R>(&self, f: impl FnOnce() -> R) -> R {
+        let key = self as *const Bridge as usize;
+        let outer = IN_CALLBACK.replace(key);
+        let result = f();
+        IN_CALLBACK.set(outer);
+        result
+    }
+
+    /// Whether this thread is inside one of this loop's callbacks: the loop is alive
+    /// and running, and polls what it is given. Anywhere else (another thread, or this
+    /// thread running another loop after this one closed) it may never run again.
+    fn in_callback(&self) -> bool {
+        IN_CALLBACK.get() == self as *const Bridge as usize
+    }
+
+    /// Whether the loop can watch sockets (it has `add_reader`, as its eventfd showed).
+    fn watches_sockets(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        return matches!(self.wake, Wake::EventFd(_));
+        #[cfg(not(target_os = "linux"))]
+        false
+    }
+
+    /// True if the loop did not watch connection `key` yet (it does from now on).
+    fn start_watching(&self, key: usize) -> bool {
+        self.watched().insert(key)
+    }
+
+    fn stop_watching(&self, key: usize) {
+        self.watched().remove(&key);
+    }
+
+    fn watched(&self) -> std::sync::MutexGuard<'_, HashSet<usize>> {
+        self.watched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Called by tokio tasks; takes the GIL only in the `Threadsafe` mode.
@@ -232,8 +315,13 @@ impl Bridge {
         }
     }
 
-    /// On the loop thread: resolves every finished call.
+    /// On the loop thread: resolves every finished call, runs every queued step and
+    /// poll.
     fn drain(&self, py: Python<'_>) {
+        self.as_callback(|| self.drain_queue(py));
+    }
+
+    fn drain_queue(&self, py: Python<'_>) {
         #[cfg(target_os = "linux")]
         if let Wake::EventFd(fd) = &self.wake {
             use std::os::fd::AsRawFd;
@@ -247,21 +335,29 @@ impl Bridge {
         for item in finished {
             // Each item in its own error scope: one failure never strands the rest.
             match item {
-                Item::Done(future, completion) => {
-                    let outcome =
-                        catch_unwind(AssertUnwindSafe(|| completion(py))).unwrap_or_else(|_| {
-                            Err(PyRuntimeError::new_err(
-                                "internal error: building a result panicked",
-                            ))
-                        });
-                    resolve(py, future.bind(py), outcome);
-                }
+                Item::Done(future, completion) => complete(py, future.bind(py), completion),
+                Item::Poll(task) => task.run(Some(py)),
                 // A step records its own errors for the call's completion; a panic
                 // leaves that record poisoned, which the completion reports.
                 Item::Step(step) => drop(catch_unwind(AssertUnwindSafe(|| step(py)))),
             }
         }
     }
+}
+
+/// Builds a call's result and resolves its asyncio future with it.
+fn complete(py: Python<'_>, future: &Bound<'_, PyAny>, completion: Completion) {
+    let outcome = catch_unwind(AssertUnwindSafe(|| completion(py))).unwrap_or_else(|_| {
+        Err(PyRuntimeError::new_err(
+            "internal error: building a result panicked",
+        ))
+    });
+    resolve(py, future, outcome);
+}
+
+thread_local! {
+    /// The bridge whose loop callback this thread is running (0: none).
+    static IN_CALLBACK: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 fn resolve(py: Python<'_>, future: &Bound<'_, PyAny>, outcome: PyResult<Py<PyAny>>) {
@@ -387,10 +483,7 @@ fn new_bridge(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Bri
         // SAFETY: `raw` is a fresh descriptor nobody else owns.
         let fd = unsafe { OwnedFd::from_raw_fd(raw) };
         let raw = fd.as_raw_fd();
-        let bridge = Arc::new(Bridge {
-            queue: Mutex::new(Vec::new()),
-            wake: Wake::EventFd(fd),
-        });
+        let bridge = Arc::new(Bridge::new(Wake::EventFd(fd)));
         let drain = Py::new(
             py,
             Drain {
@@ -403,14 +496,11 @@ fn new_bridge(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Bri
             Err(err) => return Err(err),
         }
     }
-    Ok(Arc::new(Bridge {
-        queue: Mutex::new(Vec::new()),
-        wake: Wake::Threadsafe(
-            event_loop
-                .getattr(intern!(py, "call_soon_threadsafe"))?
-                .unbind(),
-        ),
-    }))
+    Ok(Arc::new(Bridge::new(Wake::Threadsafe(
+        event_loop
+            .getattr(intern!(py, "call_soon_threadsafe"))?
+            .unbind(),
+    ))))
 }
 
 /// Turns a panic inside `F` into `Err(())`, so the caller's future still resolves.
