@@ -7,8 +7,9 @@
 //! purpose: dropping them would wait for threads that do not exist.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Once};
+use std::time::Duration;
 
 static GENERATION: AtomicU64 = AtomicU64::new(0);
 static RUNTIME: Mutex<Option<(u64, Arc<tokio::runtime::Runtime>)>> = Mutex::new(None);
@@ -57,6 +58,42 @@ pub fn runtime() -> Arc<tokio::runtime::Runtime> {
     );
     *slot = Some((generation, rt.clone()));
     rt
+}
+
+/// Set by every call made off the workers; the heartbeat clears it each tick.
+static CALLED: AtomicBool = AtomicBool::new(false);
+/// `generation + 1` of the runtime whose heartbeat runs (0: none).
+static HEARTBEAT: AtomicU64 = AtomicU64::new(0);
+const HEARTBEAT_TICK: Duration = Duration::from_millis(500);
+
+/// Keeps a timer due within half a second while calls are made off the workers (by a
+/// blocking caller, or on an event loop's thread). Each call sets timers seconds away
+/// (its deadline, its stall timeout), and tokio wakes its worker to re-arm whenever a
+/// new timer is due before every timer it knows: without this one, a lone call woke
+/// the worker just to set its timers (half a context switch per call, measured).
+/// The heartbeat stops after a second without calls; the next call starts it again.
+pub fn calling() {
+    CALLED.store(true, Ordering::Relaxed);
+    let running = generation() + 1;
+    if HEARTBEAT.load(Ordering::Relaxed) == running
+        || HEARTBEAT.swap(running, Ordering::AcqRel) == running
+    {
+        return;
+    }
+    runtime().spawn(async move {
+        let mut idle_ticks = 0;
+        while idle_ticks < 2 {
+            tokio::time::sleep(HEARTBEAT_TICK).await;
+            idle_ticks = if CALLED.swap(false, Ordering::Relaxed) {
+                0
+            } else {
+                idle_ticks + 1
+            };
+        }
+        // A call in between still finds the heartbeat running and does not start one:
+        // it only costs that call a wake-up, never correctness.
+        let _ = HEARTBEAT.compare_exchange(running, 0, Ordering::AcqRel, Ordering::Relaxed);
+    });
 }
 
 thread_local! {

@@ -137,6 +137,7 @@ where
     T: Send,
 {
     let rt = runtime::runtime();
+    runtime::calling();
     let mut work = std::pin::pin!(work);
     loop {
         #[cfg(target_os = "linux")]

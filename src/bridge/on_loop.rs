@@ -51,6 +51,7 @@ pub(super) fn start(
     future: Py<PyAny>,
     work: impl Future<Output = Completion> + Send + 'static,
 ) -> PyResult<()> {
+    runtime::calling();
     let task = Arc::new(LoopTask {
         work: Mutex::new(Some(Box::pin(work))),
         future: Mutex::new(Some(future)),
