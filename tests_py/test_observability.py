@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -469,6 +470,24 @@ def test_opentelemetry_spans_per_operation(settings: dict[str, Any]) -> None:
     assert failed["status"] == "ERROR" and failed["events"] == ["exception"]
     assert all(s["parent"] == app["span_id"] for s in spans.values() if s["name"] != "get_by_id text_chunks")
     assert len(json.loads(done.stdout)) == 7, "six storage calls (one blocking) and the app's span"
+
+
+@pytest.mark.parametrize(
+    ("environment", "active"), [({}, "False"), ({"OTEL_PYTHON_TRACER_PROVIDER": "sdk_tracer_provider"}, "True")]
+)
+def test_a_provider_named_by_the_environment_turns_tracing_on(environment: dict[str, str], active: str) -> None:
+    """The check reads the set provider directly; one the environment names (loaded by
+    the API on first use) still counts."""
+    env = {k: v for k, v in os.environ.items() if k != "OTEL_PYTHON_TRACER_PROVIDER"} | environment
+    done = subprocess.run(
+        [sys.executable, "-c", "from nano_graphrag_redis import tracing; print(tracing._active())"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == active
 
 
 def test_without_opentelemetry_the_methods_are_not_wrapped() -> None:

@@ -15,6 +15,7 @@ check of the global provider and no span.
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeVar
 
@@ -29,6 +30,9 @@ __all__ = ["ENABLED", "traced", "traced_async"]
 
 #: Whether spans can be made (``opentelemetry-api`` is importable).
 ENABLED = _trace is not None
+# A provider named by the environment is loaded on the API's first lookup.
+_PROVIDER_FROM_ENV = "OTEL_PYTHON_TRACER_PROVIDER" in os.environ
+_UNKNOWN = object()
 # Made once: a tracer got before a provider is set follows the provider set later.
 _TRACER = _trace.get_tracer("nano_graphrag_redis", __version__) if _trace is not None else None
 
@@ -118,9 +122,16 @@ def _count_result(records: Count | None, span: Any, result: Any) -> None:
 
 
 def _active() -> bool:
-    """Whether a real tracer provider is set (not the API's proxy or no-op)."""
+    """Whether a real tracer provider is set (not the API's proxy or no-op).
+
+    Read where the API keeps it: until a provider is set, ``get_tracer_provider()``
+    looks the environment up on every call, a few microseconds per operation."""
     assert _trace is not None
-    provider = _trace.get_tracer_provider()
+    provider = getattr(_trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is None and not _PROVIDER_FROM_ENV:
+        return False
+    if provider is None or provider is _UNKNOWN:
+        provider = _trace.get_tracer_provider()
     return not isinstance(provider, _trace.ProxyTracerProvider | _trace.NoOpTracerProvider)
 
 
