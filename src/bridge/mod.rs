@@ -69,14 +69,20 @@ where
     T: Send + 'static,
     C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
 {
+    let (event_loop, bridge, future) = new_call(py)?;
+    let handle = future.clone_ref(py);
+    on_loop::start(py, &event_loop, &bridge, handle, completed(work, convert))?;
+    Ok(future)
+}
+
+/// The running loop, its bridge, and a new asyncio future of it for a call's result.
+fn new_call(py: Python<'_>) -> PyResult<(Bound<'_, PyAny>, Arc<Bridge>, Py<PyAny>)> {
     let event_loop = running_loop(py)?;
     let bridge = bridge_for(py, &event_loop)?;
     let future = event_loop
         .call_method0(intern!(py, "create_future"))?
         .unbind();
-    let handle = future.clone_ref(py);
-    on_loop::start(py, &event_loop, &bridge, handle, completed(work, convert))?;
-    Ok(future)
+    Ok((event_loop, bridge, future))
 }
 
 /// `work`, then how its outcome (a panic included) becomes the call's Python result.
@@ -106,11 +112,7 @@ where
     T: Send + 'static,
     C: FnOnce(Python<'_>, T) -> PyResult<Py<PyAny>> + Send + 'static,
 {
-    let event_loop = running_loop(py)?;
-    let bridge = bridge_for(py, &event_loop)?;
-    let future = event_loop
-        .call_method0(intern!(py, "create_future"))?
-        .unbind();
+    let (_, bridge, future) = new_call(py)?;
     let handle = future.clone_ref(py);
     let work = completed(make(Steps(Sink::Loop(bridge.clone()))), convert);
     runtime::runtime().spawn(async move {
