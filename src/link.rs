@@ -490,17 +490,20 @@ impl Inner {
         let mut state = self.state();
         match outcome {
             Ok(up) => {
-                if state.failed_dials > 0 {
-                    log::info!("reconnected to Redis at {}", self.describe_server());
-                } else {
-                    log::debug!("connected to Redis at {}", self.describe_server());
-                }
+                let reconnected = state.failed_dials > 0;
                 self.metrics.connected(state.was_up);
                 state.phase = Stage::Up(up.clone());
                 state.failed_dials = 0;
                 state.last_final = None;
                 state.was_up = true;
+                // Logged after the lock is let go: a record may wait for the GIL, and a
+                // thread holding the GIL may be waiting for this lock.
                 drop(state);
+                if reconnected {
+                    log::info!("reconnected to Redis at {}", self.describe_server());
+                } else {
+                    log::debug!("connected to Redis at {}", self.describe_server());
+                }
                 self.healthy();
             }
             Err(failure) => {

@@ -288,6 +288,53 @@ def test_calls_of_a_closed_loop_still_finish(settings: dict[str, Any]) -> None:
     assert kv.blocking().get_by_ids(["a"] * 50) == [{"v": 1}] * 50
 
 
+_RECONNECTING_WITH_DEBUG_LOGS = """
+import asyncio, logging, sys
+import redis
+from nano_graphrag_redis import RedisKVStorage
+
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr)
+url, prefix, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+raw = redis.Redis(port=port)
+
+async def main():
+    kv = RedisKVStorage("x", redis_url=url, redis_key_prefix=prefix)
+    await kv.upsert({"a": {"v": 1}})
+    for _ in range(30):
+        raw.client_kill_filter(_type="normal", skipme=True)
+        got = await asyncio.gather(*(kv.get_by_id("a") for _ in range(50)))
+        assert got == [{"v": 1}] * 50
+    print("done")
+
+asyncio.run(main())
+"""
+
+
+def test_reconnects_with_debug_logging_never_deadlock(settings: dict[str, Any], redis_server: RedisServer) -> None:
+    """With records logged, a tokio thread takes the GIL for each record; calls polled on
+    the event loop's thread take the links' locks, so they poll without the GIL, and no
+    lock is held while logging. A stress of that pairing (connections killed under 50
+    calls at a time, 30 times, every record logged): a deadlock would show as a timeout.
+    It is a race, so this test can pass by luck; the rule it guards is in
+    `bridge/on_loop.rs` and `link.rs`."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _RECONNECTING_WITH_DEBUG_LOGS,
+            settings["redis_url"],
+            settings["redis_key_prefix"],
+            str(redis_server.port),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "done"
+    assert done.stderr.count("reconnecting") >= 10, done.stderr[-2000:]
+
+
 def test_many_loops_do_not_leak_file_descriptors(settings: dict[str, Any]) -> None:
     kv = RedisKVStorage("x", **settings)
     asyncio.run(kv.upsert({"a": {"v": 1}}))

@@ -243,19 +243,43 @@ impl Bridge {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `f` as a callback of this bridge's loop: wakes of its calls meanwhile are
-    /// polls the loop makes (see [`Bridge::in_callback`]).
-    fn as_callback<R>(&self, f: impl FnOnce() -> R) -> R {
+    /// Runs `f` as a callback of this bridge's loop, then everything queued meanwhile.
+    /// Wakes of this loop's calls in the meantime are polls made right here (see
+    /// [`Bridge::in_callback`]), before the loop gets control back: it may stop and
+    /// close right after, and its queue must hold nothing a call needs to finish. A
+    /// call still queued after [`DRAIN_ROUNDS`] (one that keeps waking itself) goes
+    /// on on tokio.
+    fn in_loop_callback<R>(&self, py: Python<'_>, f: impl FnOnce() -> R) -> R {
         let key = self as *const Bridge as usize;
         let outer = IN_CALLBACK.replace(key);
         let result = f();
+        for _ in 0..DRAIN_ROUNDS {
+            if !self.drain_queue(py) {
+                break;
+            }
+        }
         IN_CALLBACK.set(outer);
+        let polls: Vec<Arc<on_loop::LoopTask>> = {
+            let mut queue = self.queue();
+            let mut polls = Vec::new();
+            for item in std::mem::take(&mut *queue) {
+                match item {
+                    Item::Poll(task) => polls.push(task),
+                    other => queue.push(other),
+                }
+            }
+            polls
+        };
+        polls
+            .into_iter()
+            .for_each(on_loop::LoopTask::go_on_on_tokio);
         result
     }
 
-    /// Whether this thread is inside one of this loop's callbacks: the loop is alive
-    /// and running, and polls what it is given. Anywhere else (another thread, or this
-    /// thread running another loop after this one closed) it may never run again.
+    /// Whether this thread is inside one of this loop's callbacks, which polls what it
+    /// is given before it returns ([`Bridge::in_loop_callback`]). Anywhere else
+    /// (another thread, or this thread running another loop after this one closed)
+    /// the loop may never run again.
     fn in_callback(&self) -> bool {
         IN_CALLBACK.get() == self as *const Bridge as usize
     }
@@ -321,10 +345,11 @@ impl Bridge {
     /// On the loop thread: resolves every finished call, runs every queued step and
     /// poll.
     fn drain(&self, py: Python<'_>) {
-        self.as_callback(|| self.drain_queue(py));
+        self.in_loop_callback(py, || ());
     }
 
-    fn drain_queue(&self, py: Python<'_>) {
+    /// Handles what is queued now; false if there was nothing.
+    fn drain_queue(&self, py: Python<'_>) -> bool {
         #[cfg(target_os = "linux")]
         if let Wake::EventFd(fd) = &self.wake {
             use std::os::fd::AsRawFd;
@@ -335,18 +360,24 @@ impl Bridge {
             unsafe { libc::read(fd.as_raw_fd(), (&mut counter as *mut u64).cast(), 8) };
         }
         let finished = std::mem::take(&mut *self.queue());
+        let any = !finished.is_empty();
         for item in finished {
             // Each item in its own error scope: one failure never strands the rest.
             match item {
                 Item::Done(future, completion) => complete(py, future.bind(py), completion),
-                Item::Poll(task) => task.run(Some(py)),
+                Item::Poll(task) => task.run_on_loop(py),
                 // A step records its own errors for the call's completion; a panic
                 // leaves that record poisoned, which the completion reports.
                 Item::Step(step) => drop(catch_unwind(AssertUnwindSafe(|| step(py)))),
             }
         }
+        any
     }
 }
+
+/// How many times a loop callback drains its queue before handing what is left to
+/// tokio.
+const DRAIN_ROUNDS: usize = 16;
 
 /// Builds a call's result and resolves its asyncio future with it.
 fn complete(py: Python<'_>, future: &Bound<'_, PyAny>, completion: Completion) {

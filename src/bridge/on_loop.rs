@@ -59,7 +59,7 @@ pub(super) fn start(
         runtime: runtime::runtime().handle().clone(),
         queued: AtomicBool::new(false),
     });
-    bridge.as_callback(|| task.run(Some(py)));
+    bridge.in_loop_callback(py, || task.run_on_loop(py));
     if let Some(conn) = Awaited::take() {
         watch(py, event_loop, bridge, conn);
     }
@@ -67,14 +67,38 @@ pub(super) fn start(
 }
 
 impl LoopTask {
-    /// Polls the work once: with `py` on the loop thread (the result resolves its
-    /// future right here), without on tokio (the result goes through the queue).
-    pub(super) fn run(self: &Arc<Self>, py: Option<Python<'_>>) {
+    /// Polls the work once on the loop thread; when it is done, resolves its future
+    /// right here. The GIL is released while polling: a tokio thread may hold a lock
+    /// the work needs (a link's state) while it waits for the GIL to log a record.
+    pub(super) fn run_on_loop(self: &Arc<Self>, py: Python<'_>) {
+        if let Some(completion) = py.detach(|| self.poll_once()) {
+            if let Some(future) = self.take_future() {
+                complete(py, future.bind(py), completion);
+            }
+        }
+    }
+
+    /// Has tokio poll the work from now on (until a wake finds it in its loop again).
+    pub(super) fn go_on_on_tokio(self: Arc<Self>) {
+        let runtime = self.runtime.clone();
+        runtime.spawn(async move { self.run_on_tokio() });
+    }
+
+    /// Polls the work once on tokio; when it is done, the result goes through the
+    /// loop's queue.
+    fn run_on_tokio(self: &Arc<Self>) {
+        if let Some(completion) = self.poll_once() {
+            if let Some(future) = self.take_future() {
+                self.bridge.push(Item::Done(future, completion));
+            }
+        }
+    }
+
+    /// Polls the work; its completion once it is done (a panic becomes an error).
+    fn poll_once(self: &Arc<Self>) -> Option<Completion> {
         self.queued.store(false, Ordering::Release);
         let mut work = self.work.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(pending) = work.as_mut() else {
-            return;
-        };
+        let pending = work.as_mut()?;
         let waker = Waker::from(self.clone());
         let mut cx = Context::from_waker(&waker);
         let polled = {
@@ -82,7 +106,7 @@ impl LoopTask {
             catch_unwind(AssertUnwindSafe(|| pending.as_mut().poll(&mut cx)))
         };
         let completion: Completion = match polled {
-            Ok(Poll::Pending) => return,
+            Ok(Poll::Pending) => return None,
             Ok(Poll::Ready(completion)) => completion,
             Err(_) => Box::new(|_| {
                 Err(PyRuntimeError::new_err(
@@ -91,14 +115,11 @@ impl LoopTask {
             }),
         };
         *work = None;
-        drop(work);
-        let Some(future) = self.future.lock().unwrap_or_else(|e| e.into_inner()).take() else {
-            return;
-        };
-        match py {
-            Some(py) => complete(py, future.bind(py), completion),
-            None => self.bridge.push(Item::Done(future, completion)),
-        }
+        Some(completion)
+    }
+
+    fn take_future(&self) -> Option<Py<PyAny>> {
+        self.future.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }
 
@@ -114,8 +135,7 @@ impl Wake for LoopTask {
         if self.bridge.in_callback() {
             self.bridge.push(Item::Poll(self.clone()));
         } else {
-            let task = self.clone();
-            self.runtime.spawn(async move { task.run(None) });
+            self.clone().go_on_on_tokio();
         }
     }
 }
@@ -156,8 +176,12 @@ struct SocketReady {
 #[pymethods]
 impl SocketReady {
     fn __call__(&self, py: Python<'_>) {
-        let open = self.bridge.as_callback(|| self.conn.read());
-        if !open || self.conn.is_over() {
+        self.bridge.in_loop_callback(py, || {
+            // Read without the GIL: a tokio thread reading meanwhile holds the same lock.
+            let open = py.detach(|| self.conn.read());
+            if open && !self.conn.is_over() {
+                return;
+            }
             if let Some(event_loop) = self.event_loop.bind(py).upgrade() {
                 if let Err(err) =
                     event_loop.call_method1(intern!(py, "remove_reader"), (self.conn.fd(),))
@@ -166,7 +190,6 @@ impl SocketReady {
                 }
             }
             self.bridge.stop_watching(self.key);
-        }
-        self.bridge.drain(py);
+        });
     }
 }

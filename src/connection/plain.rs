@@ -250,7 +250,11 @@ impl Shared {
             if out.broken.is_none() {
                 // Later requests see a closed connection (retried on a new one), even
                 // when this failure was something else (a reply that is not RESP).
-                out.broken = Some(closed(&format!("connection closed after an error ({err})")));
+                out.broken = Some(if err.is_io_error() {
+                    err.clone()
+                } else {
+                    closed(&format!("connection closed after an error ({err})"))
+                });
             }
             out.backlog = Vec::new();
             std::mem::take(&mut out.waiting)
