@@ -9,13 +9,14 @@
 //! reads it. The connection's reader task still reads whatever the caller does not.
 
 use std::future::Future;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use crate::connection::Awaited;
+use crate::eventfd::EventFd;
 use crate::runtime;
 
 /// Polls `work` on this thread until it completes (`Some`) or `slice` has passed
@@ -47,7 +48,7 @@ pub fn run_for<F: Future>(mut work: Pin<&mut F>, slice: Duration) -> Option<F::O
 
 /// An eventfd per caller thread, written by the wakers of the futures it polls.
 struct ThreadWake {
-    fd: OwnedFd,
+    fd: EventFd,
 }
 
 impl Wake for ThreadWake {
@@ -56,10 +57,7 @@ impl Wake for ThreadWake {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        let one: u64 = 1;
-        // SAFETY: writes 8 bytes from a valid u64 to an eventfd we own; non-blocking,
-        // and a full counter is still "readable".
-        unsafe { libc::write(self.fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
+        self.fd.signal();
     }
 }
 
@@ -85,9 +83,7 @@ impl ThreadWake {
             return false;
         }
         if fds[0].revents != 0 {
-            let mut counter: u64 = 0;
-            // SAFETY: reads 8 bytes into a valid u64 from our non-blocking eventfd.
-            unsafe { libc::read(self.fd.as_raw_fd(), (&mut counter as *mut u64).cast(), 8) };
+            self.fd.clear();
         }
         fds[1].revents != 0
     }
@@ -104,17 +100,8 @@ fn thread_wake() -> Arc<ThreadWake> {
     THREAD_WAKE.with_borrow_mut(|slot| match slot {
         Some((g, wake)) if *g == generation => wake.clone(),
         _ => {
-            // SAFETY: plain eventfd creation; the result is checked before use.
-            let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-            assert!(
-                fd >= 0,
-                "cannot create an eventfd: {}",
-                std::io::Error::last_os_error()
-            );
-            // SAFETY: `fd` is a new descriptor nobody else owns.
-            let wake = Arc::new(ThreadWake {
-                fd: unsafe { OwnedFd::from_raw_fd(fd) },
-            });
+            let fd = EventFd::new().unwrap_or_else(|e| panic!("cannot create an eventfd: {e}"));
+            let wake = Arc::new(ThreadWake { fd });
             *slot = Some((generation, wake.clone()));
             wake
         }

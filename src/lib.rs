@@ -12,6 +12,8 @@ pub mod codec;
 pub mod config;
 pub mod connection;
 pub mod errors;
+#[cfg(target_os = "linux")]
+pub mod eventfd;
 pub mod keys;
 pub mod link;
 pub mod metrics;

@@ -251,21 +251,22 @@ asyncio.run(main())
     assert out.stdout.split() == ["ok", "ok"]
 
 
+def _abandon_gets(kv: RedisKVStorage, calls: int) -> None:
+    """Starts `calls` get_by_id on a new loop, cancels them in flight, closes the loop."""
+    loop = asyncio.new_event_loop()
+    tasks = [loop.create_task(kv.get_by_id("a")) for _ in range(calls)]
+    loop.run_until_complete(asyncio.sleep(0))  # started, not finished
+    for task in tasks:
+        task.cancel()
+    loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+    loop.close()
+
+
 async def test_loop_closed_with_calls_in_flight_does_not_break_the_next_loop(settings: dict[str, Any]) -> None:
     kv = RedisKVStorage("x", **settings)
     await kv.upsert({"a": {"v": 1}})
-
-    def abandon() -> None:
-        loop = asyncio.new_event_loop()
-        futures = [loop.create_task(kv.get_by_id("a")) for _ in range(100)]
-        loop.run_until_complete(asyncio.sleep(0))  # started, not finished
-        for f in futures:
-            f.cancel()
-        loop.run_until_complete(asyncio.gather(*futures, return_exceptions=True))
-        loop.close()
-
     for _ in range(20):
-        await asyncio.to_thread(abandon)
+        await asyncio.to_thread(_abandon_gets, kv, 100)
     assert await kv.get_by_id("a") == {"v": 1}
 
 
@@ -277,13 +278,7 @@ def test_calls_of_a_closed_loop_still_finish(settings: dict[str, Any]) -> None:
     kv = RedisKVStorage("x", redis_max_inflight=4, **settings)
     kv.blocking().upsert({"a": {"v": 1}})
     for _ in range(30):
-        loop = asyncio.new_event_loop()
-        tasks = [loop.create_task(kv.get_by_id("a")) for _ in range(20)]
-        loop.run_until_complete(asyncio.sleep(0))  # started, not finished
-        for task in tasks:
-            task.cancel()
-        loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
-        loop.close()
+        _abandon_gets(kv, 20)
     assert asyncio.run(asyncio.wait_for(kv.get_by_id("a"), 10)) == {"v": 1}
     assert kv.blocking().get_by_ids(["a"] * 50) == [{"v": 1}] * 50
 

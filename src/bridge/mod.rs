@@ -115,7 +115,7 @@ where
     let (_, bridge, future) = new_call(py)?;
     let handle = future.clone_ref(py);
     let work = completed(make(Steps(Sink::Loop(bridge.clone()))), convert);
-    runtime::runtime().spawn(async move {
+    bridge.runtime.clone().spawn(async move {
         let completion = work.await;
         bridge.push(Item::Done(handle, completion));
     });
@@ -208,6 +208,9 @@ fn running_loop<'py>(py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
 struct Bridge {
     queue: Mutex<Vec<Item>>,
     wake: Wake,
+    /// The runtime of the generation the bridge was made in (bridges are per
+    /// generation), kept so a call does not look it up.
+    runtime: tokio::runtime::Handle,
     /// The connections whose sockets the loop watches (see `on_loop.rs`).
     watched: Mutex<HashSet<usize>>,
 }
@@ -225,7 +228,7 @@ enum Item {
 enum Wake {
     /// Linux: an eventfd the loop watches with `add_reader`.
     #[cfg(target_os = "linux")]
-    EventFd(std::os::fd::OwnedFd),
+    EventFd(crate::eventfd::EventFd),
     /// Elsewhere: `loop.call_soon_threadsafe`, called once per batch.
     Threadsafe(Py<PyAny>),
 }
@@ -235,6 +238,7 @@ impl Bridge {
         Bridge {
             queue: Mutex::new(Vec::new()),
             wake,
+            runtime: runtime::runtime().handle().clone(),
             watched: Mutex::new(HashSet::new()),
         }
     }
@@ -321,13 +325,7 @@ impl Bridge {
     fn wake(self: &Arc<Self>) {
         match &self.wake {
             #[cfg(target_os = "linux")]
-            Wake::EventFd(fd) => {
-                use std::os::fd::AsRawFd;
-                let one: u64 = 1;
-                // SAFETY: writes 8 bytes from a valid u64 to an eventfd we own. It cannot
-                // block (non-blocking) and an overflowing counter is still "readable".
-                unsafe { libc::write(fd.as_raw_fd(), (&one as *const u64).cast(), 8) };
-            }
+            Wake::EventFd(fd) => fd.signal(),
             Wake::Threadsafe(call_soon_threadsafe) => Python::attach(|py| {
                 let drain = Drain {
                     bridge: self.clone(),
@@ -352,12 +350,9 @@ impl Bridge {
     fn drain_queue(&self, py: Python<'_>) -> bool {
         #[cfg(target_os = "linux")]
         if let Wake::EventFd(fd) = &self.wake {
-            use std::os::fd::AsRawFd;
-            let mut counter: u64 = 0;
-            // SAFETY: reads 8 bytes into a valid u64 from an eventfd we own; EAGAIN
-            // (already drained) is fine. Reading FIRST means a push that lands after
-            // the swap below always writes again, so no wake-up is lost.
-            unsafe { libc::read(fd.as_raw_fd(), (&mut counter as *mut u64).cast(), 8) };
+            // Cleared FIRST: a push that lands after the swap below always signals
+            // again, so no wake-up is lost.
+            fd.clear();
         }
         let finished = std::mem::take(&mut *self.queue());
         let any = !finished.is_empty();
@@ -508,14 +503,8 @@ pub fn wakes_by_eventfd() -> bool {
 fn new_bridge(py: Python<'_>, event_loop: &Bound<'_, PyAny>) -> PyResult<Arc<Bridge>> {
     #[cfg(target_os = "linux")]
     if wakes_by_eventfd() {
-        use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-        // SAFETY: plain syscall; the result is checked before use.
-        let raw = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
-        if raw < 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
-        // SAFETY: `raw` is a fresh descriptor nobody else owns.
-        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        use std::os::fd::AsRawFd;
+        let fd = crate::eventfd::EventFd::new()?;
         let raw = fd.as_raw_fd();
         let bridge = Arc::new(Bridge::new(Wake::EventFd(fd)));
         let drain = Py::new(

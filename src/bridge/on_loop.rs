@@ -38,7 +38,6 @@ pub(super) struct LoopTask {
     /// The asyncio future, taken when the result is handed over.
     future: Mutex<Option<Py<PyAny>>>,
     bridge: Arc<Bridge>,
-    runtime: tokio::runtime::Handle,
     /// Set while a poll is queued, so a burst of wakes queues one.
     queued: AtomicBool,
 }
@@ -56,7 +55,6 @@ pub(super) fn start(
         work: Mutex::new(Some(Box::pin(work))),
         future: Mutex::new(Some(future)),
         bridge: bridge.clone(),
-        runtime: runtime::runtime().handle().clone(),
         queued: AtomicBool::new(false),
     });
     bridge.in_loop_callback(py, || task.run_on_loop(py));
@@ -80,7 +78,7 @@ impl LoopTask {
 
     /// Has tokio poll the work from now on (until a wake finds it in its loop again).
     pub(super) fn go_on_on_tokio(self: Arc<Self>) {
-        let runtime = self.runtime.clone();
+        let runtime = self.bridge.runtime.clone();
         runtime.spawn(async move { self.run_on_tokio() });
     }
 
@@ -102,7 +100,7 @@ impl LoopTask {
         let waker = Waker::from(self.clone());
         let mut cx = Context::from_waker(&waker);
         let polled = {
-            let _context = self.runtime.enter();
+            let _context = self.bridge.runtime.enter();
             catch_unwind(AssertUnwindSafe(|| pending.as_mut().poll(&mut cx)))
         };
         let completion: Completion = match polled {

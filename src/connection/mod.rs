@@ -1,8 +1,9 @@
 //! The connection requests travel on, one per server (see `link.rs` for its life).
 //!
-//! - `plain`: our own multiplexed connection over TCP or a Unix socket. A blocking
-//!   call writes its request from its own thread, so only the reply crosses threads.
-//! - `tls`: redis-rs' multiplexed connection, for `rediss://` (its rustls stream is
+//! - `plain`: our own multiplexed connection over TCP or a Unix socket. The thread
+//!   that waits does the I/O: a lone request is written by its caller's thread, and a
+//!   blocking caller or an event loop reads replies off the socket itself.
+//! - `Wire::Tls`: redis-rs' multiplexed connection, for `rediss://` (its rustls stream is
 //!   driven by one task, which writes every request).
 //!
 //! Both speak through redis-rs' `ConnectionLike`, so commands and pipelines are built

@@ -2,15 +2,16 @@
 //!
 //! Many requests share one socket and are answered in order, as with redis-rs'
 //! multiplexed connection. What differs is where the work happens:
-//! - A request made off the runtime's workers (a blocking call polls its work on the
-//!   caller's thread) is written right there with a non-blocking `send`: no thread is
-//!   woken to write it, and only the reply crosses threads. What the socket does not
-//!   take at once is left to a flush task.
-//! - Requests made on a worker (async calls run there) are gathered: the first one
-//!   starts a flush task that yields once, so the requests of that turn leave in one
-//!   write.
-//! - One task reads. It finds whole replies by their headers (see `resp.rs`) and
-//!   hands each to its request, in order.
+//! - A request alone on the connection, made off the runtime's workers (a blocking
+//!   caller, an event loop), is written right there with a non-blocking `send`: no
+//!   thread is woken to write it. What the socket does not take at once is left to a
+//!   flush task.
+//! - Requests made while others are in flight, or made on a worker, are gathered: the
+//!   first one starts a flush task (which yields once on a worker), so they leave in
+//!   one write.
+//! - Whoever waits reads: the reader task, a blocking caller sleeping on the socket,
+//!   an event loop watching it. Each takes the read lock, finds whole replies by their
+//!   headers (see `resp.rs`) and hands each to the request at the head of the queue.
 //!
 //! A request whose caller stopped waiting still has its reply read, then dropped, so
 //! a reply never reaches the wrong caller. When the socket fails, every waiting
